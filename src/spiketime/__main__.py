@@ -1,0 +1,5 @@
+import sys
+
+from spiketime.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,272 @@
+"""Typed run configuration: dataclasses loaded from YAML, ``--set section.key=value`` overrides.
+
+Every error is a :class:`ConfigError` whose message is one line naming the file or key and what
+was expected; the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, file or key (message: one line)."""
+
+
+@dataclass
+class DataConfig:
+    """Synthetic timing task (see :mod:`spiketime.data.timing`); times in ms."""
+
+    task: Literal["isi", "ccisi", "coincidence"] = "ccisi"
+    variant: Literal["rate", "timing"] = "timing"
+    dt: float = 1.0
+    duration: float = 100.0
+    channels: int = 10
+    num_classes: int = 5
+    noise: float = 2.0
+    jitter: float = 1.0
+    n_train: int = 2000
+    n_val: int = 500
+    n_test: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Feedforward LIF network: input -> hidden LIF layers -> LI (or LIF) readout."""
+
+    hidden: list[int] = field(default_factory=lambda: [64])
+    delays: Literal["none", "axonal", "synaptic"] = "axonal"
+    delay_mode: Literal["interp", "gaussian"] = "interp"
+    delay_max: float = 50.0
+    delay_sigma: float = 1.0
+    delay_init: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    tau_mem: float = 10.0
+    learn_tau: bool = True
+    tau_syn: float | None = None
+    tau_out: float = 10.0
+    reset: Literal["subtract", "zero"] = "subtract"
+    theta: float = 1.0
+    surrogate: Literal["fast_sigmoid", "gaussian", "arctan", "triangle"] = "fast_sigmoid"
+    surrogate_scale: float | None = None
+    weight_scale: float = 1.0  # init std of W * (1 - beta) * sqrt(fan_in), in units of theta
+    readout: Literal["li", "lif"] = "li"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation; ``learner`` picks the learning rule."""
+
+    learner: Literal["bptt"] = "bptt"
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    lr_tau: float = 1e-2
+    lr_delay: float = 0.5
+    loss: Literal["max", "mean", "last", "per_step", "spike_count"] = "max"
+    schedule: Literal["none", "cosine", "step"] = "cosine"
+    step_size: int = 10
+    gamma: float = 0.5
+    grad_clip: float | None = 1.0
+    early_stop: bool = True
+    patience: int = 8
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "run"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(str(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (int -> float etc.)."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is list:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (inner,) = typing.get_args(tp)
+        return [_coerce(key, v, inner) for v in value]
+    if tp is type(None):
+        if value is not None:
+            raise bad
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def apply(cfg: Config, key: str, value: Any) -> None:
+    """Set ``section.key`` (or ``name``) to ``value``, type-checked."""
+    if key == "name":
+        cfg.name = _coerce(key, value, str)
+        return
+    section, _, sub = key.partition(".")
+    if section not in SECTIONS or not sub:
+        raise ConfigError(f"unknown config key {key!r}: expected name or one of data.*, model.*, train.*")
+    obj = getattr(cfg, section)
+    hints = _hints(SECTIONS[section])
+    if sub not in hints:
+        raise ConfigError(f"unknown config key {key!r}: {section} has {', '.join(sorted(hints))}")
+    setattr(obj, sub, _coerce(key, value, hints[sub]))
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Parse ``key=value`` from ``--set``; the value is read as YAML (``64``, ``true``, ``[64, 64]``)."""
+    key, eq, raw = item.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and "," in value:  # "64,64" -> [64, 64]
+        try:
+            value = [yaml.safe_load(v) for v in value.split(",")]
+        except yaml.YAMLError:
+            pass
+    return key.strip(), value
+
+
+def validate(cfg: Config) -> Config:
+    """Reject impossible values with a one-line error naming the key."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    checks = [
+        (d.dt > 0, "data.dt", "a positive time step in ms"),
+        (d.duration >= d.dt, "data.duration", f"at least data.dt ({d.dt} ms)"),
+        (d.channels >= 1, "data.channels", "at least 1"),
+        (d.num_classes >= 2, "data.num_classes", "at least 2"),
+        (d.noise >= 0, "data.noise", "a rate >= 0 Hz"),
+        (d.jitter >= 0, "data.jitter", "a standard deviation >= 0 ms"),
+        (min(d.n_train, d.n_val, d.n_test) >= 1, "data.n_train/n_val/n_test", "at least 1 sample each"),
+        (len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", "a non-empty list of positive layer sizes"),
+        (m.delays == "none" or m.delay_max >= d.dt, "model.delay_max", f"at least data.dt ({d.dt} ms) when model.delays is {m.delays}"),
+        (m.delay_sigma > 0, "model.delay_sigma", "a positive width in ms"),
+        (len(m.delay_init) == 2 and 0 <= m.delay_init[0] <= m.delay_init[1] <= 1, "model.delay_init", "[lo, hi] with 0 <= lo <= hi <= 1"),
+        (m.tau_mem > 0, "model.tau_mem", "a positive time constant in ms"),
+        (m.tau_syn is None or m.tau_syn > 0, "model.tau_syn", "null or a positive time constant in ms"),
+        (m.tau_out > 0, "model.tau_out", "a positive time constant in ms"),
+        (m.theta > 0, "model.theta", "a positive threshold"),
+        (m.surrogate_scale is None or m.surrogate_scale > 0, "model.surrogate_scale", "null or > 0"),
+        (t.epochs >= 0, "train.epochs", "an integer >= 0"),
+        (t.batch_size >= 1, "train.batch_size", "an integer >= 1"),
+        (min(t.lr, t.lr_tau, t.lr_delay) >= 0, "train.lr/lr_tau/lr_delay", "learning rates >= 0"),
+        (t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "null or > 0"),
+        (t.patience >= 1, "train.patience", "an integer >= 1"),
+        (t.step_size >= 1, "train.step_size", "an integer >= 1"),
+        ((t.loss == "spike_count") == (m.readout == "lif"), "train.loss",
+         "spike_count exactly when model.readout is lif (a spike count needs a spiking readout)"),
+    ]
+    for ok, key, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key}: expected {expected}")
+    return cfg
+
+
+def from_dict(raw: Any, source: str = "config") -> Config:
+    """Build a :class:`Config` from a nested mapping (as read from YAML)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping with sections data, model, train")
+    cfg = Config()
+    for section, body in raw.items():
+        if section == "name":
+            apply(cfg, "name", body)
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {section!r}: expected name, data, model, train")
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping")
+        for key, value in body.items():
+            apply(cfg, f"{section}.{key}", value)
+    return cfg
+
+
+def load(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None), apply ``--set`` overrides, validate."""
+    if path is None:
+        cfg = Config()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{p}: not valid YAML{where}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: cannot read config ({e.__class__.__name__})") from None
+        cfg = from_dict(raw, str(p))
+    for item in overrides:
+        apply(cfg, *parse_set(item))
+    return validate(cfg)

@@ -1,0 +1,137 @@
+"""Figures for training runs: learning curves, spike rasters, learned-delay histograms.
+
+Headless: every function selects matplotlib's ``Agg`` backend through an explicit
+``Figure`` + ``FigureCanvasAgg`` (pyplot and its global figure registry are not used, so
+nothing is shown, no display is needed and the caller's pyplot backend is left alone).
+Figures are written atomically: saved to a temporary file in the target directory, then
+moved into place with ``os.replace``, so a reader never sees a half-written PNG.
+The format follows the file suffix (``.png`` unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_delay_histogram", "plot_learning_curves", "plot_raster"]
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_atomic(fig, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=fmt, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor (any device / dtype, bfloat16 included)
+        x = x.detach().to("cpu")
+        x = (x.double() if x.is_floating_point() else x).numpy()
+    return np.asarray(x)
+
+
+def plot_learning_curves(history: list[dict], path) -> None:
+    """Two panels against ``epoch``: ``train_loss``; ``val_accuracy`` (and ``train_accuracy``
+    if present).  Entries missing a key (or holding ``None``) are skipped for that curve."""
+    fig = _new_figure(9.0, 3.5)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+
+    def series(key: str):
+        pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None and "epoch" in h]
+        return ([p[0] for p in pts], [float(p[1]) for p in pts]) if pts else None
+
+    loss = series("train_loss")
+    if loss:
+        ax_loss.plot(*loss, marker="o", ms=3, label="train")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
+    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation")):
+        s = series(key)
+        if s:
+            ax_acc.plot(*s, marker="o", ms=3, label=label)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    if not history:
+        ax_loss.text(0.5, 0.5, "no history", ha="center", va="center", transform=ax_loss.transAxes)
+    _save_atomic(fig, path)
+
+
+def plot_raster(layers: dict[str, Any], dt: float, path, title: str = "") -> None:
+    """Spike raster of one sample, one panel per layer (in dict order: input, hidden, output).
+
+    Each value is ``[T, N]`` with 0/1 spikes; a dot at ``(t * dt, n)`` (ms) for every nonzero
+    entry.  A panel whose layer has no spikes says so.
+    """
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0 (ms), got {dt!r}")
+    names = list(layers)
+    fig = _new_figure(8.0, 1.0 + 1.8 * max(1, len(names)))
+    axes = fig.subplots(max(1, len(names)), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, names):
+        s = _to_numpy(layers[name])
+        if s.ndim != 2:
+            raise ValueError(f"layers[{name!r}] must have shape [T, N], got {s.shape}")
+        t_idx, n_idx = np.nonzero(s)
+        ax.scatter(t_idx * dt, n_idx, s=6, marker="|" if len(t_idx) < 5000 else ".", color="k")
+        ax.set_xlim(0, s.shape[0] * dt)
+        ax.set_ylim(-0.5, max(s.shape[1], 1) - 0.5)
+        ax.set_ylabel(f"{name}\nneuron")
+        if len(t_idx) == 0:
+            ax.text(0.5, 0.5, "no spikes", ha="center", va="center", transform=ax.transAxes)
+    if not names:
+        axes[0].text(0.5, 0.5, "no layers", ha="center", va="center", transform=axes[0].transAxes)
+    axes[-1].set_xlabel("time (ms)")
+    if title:
+        fig.suptitle(title)
+    _save_atomic(fig, path)
+
+
+def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path) -> None:
+    """One histogram of the learned delays (ms) per layer, on ``[0, delay_max]``.
+
+    With an empty dict, writes a figure that says "no learnable delays".
+    """
+    names = list(delays)
+    n = max(1, len(names))
+    fig = _new_figure(min(4.0 * n, 16.0), 3.2)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    if not names:
+        axes[0].text(0.5, 0.5, "no learnable delays", ha="center", va="center",
+                     transform=axes[0].transAxes, fontsize=14)
+        axes[0].set_axis_off()
+    hi = float(delay_max) if delay_max and delay_max > 0 else 1.0
+    for ax, name in zip(axes, names):
+        d = _to_numpy(delays[name]).astype(np.float64).ravel()
+        lo_r = min(0.0, float(d.min())) if d.size else 0.0
+        hi_r = max(hi, float(d.max())) if d.size else hi  # never drop out-of-range delays
+        ax.hist(d, bins=min(50, max(10, int(np.sqrt(d.size)))), range=(lo_r, hi_r),
+                color="tab:blue", edgecolor="white")
+        ax.axvline(hi, color="gray", lw=1, ls="--")
+        ax.set(xlabel="delay (ms)", ylabel="count", title=f"{name} (n={d.size})")
+        if d.size:
+            ax.axvline(float(d.mean()), color="tab:red", lw=1, label=f"mean {d.mean():.2f} ms")
+            ax.legend(fontsize=8)
+    _save_atomic(fig, path)

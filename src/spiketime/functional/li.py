@@ -1,0 +1,37 @@
+"""Non-spiking leaky integrator (LI), the usual readout.
+
+``v[t] = beta * v[t-1] + (1 - beta) * x[t]`` with ``beta = exp(-dt/tau)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from spiketime.functional.lif import decay
+
+
+class LIState(NamedTuple):
+    v: Tensor  # [B, N]
+
+
+def li_step(x: Tensor, state: LIState, tau: Tensor, dt: float) -> tuple[Tensor, LIState]:
+    """One LI step: input [B, N] -> membrane ``v[t]`` [B, N] (also the new state)."""
+    beta = decay(tau, dt)
+    v = beta * state.v + (1.0 - beta) * x
+    return v, LIState(v)
+
+
+def li_sequence(x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = None) -> tuple[Tensor, LIState]:
+    """Run :func:`li_step` over ``x_seq`` [T, B, N]; returns the membrane trace [T, B, N] and final state."""
+    if x_seq.dim() != 3:
+        raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
+    if state is None:
+        state = LIState(x_seq.new_zeros(x_seq.shape[1:]))
+    out = []
+    for x in x_seq:
+        v, state = li_step(x, state, tau, dt)
+        out.append(v)
+    return torch.stack(out), state

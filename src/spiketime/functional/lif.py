@@ -1,0 +1,86 @@
+"""Leaky integrate-and-fire neuron: one step function on explicit state, and its scan over time.
+
+Discretisation (METHODS section 1), with ``beta = exp(-dt/tau_mem)`` and ``alpha = exp(-dt/tau_syn)``::
+
+    i[t] = alpha * i[t-1] + x[t]          (current-based synapse, CuBa; without one: i[t] = x[t])
+    v[t] = beta * v[t-1] + (1 - beta) * i[t] - theta * s[t-1]        reset = "subtract"
+    v[t] = beta * v[t-1] * (1 - s[t-1]) + (1 - beta) * i[t]          reset = "zero"
+    s[t] = H(v[t] - theta)
+
+``H`` is the Heaviside step with the surrogate's gradient (:func:`spiketime.surrogate.spike`),
+or, with ``smooth=True``, the surrogate's smooth primitive (a differentiable network whose exact
+gradient is the surrogate gradient; used by the gradient-check tests and surrogate-forward training).
+``detach_reset`` removes the reset term from the graph (needed where online rules equal BPTT).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from spiketime.surrogate import FastSigmoid, Surrogate, spike
+
+
+class LIFState(NamedTuple):
+    v: Tensor  # membrane potential [B, N]
+    i: Tensor  # synaptic current [B, N] (equals the last input without a synapse)
+    s: Tensor  # last spikes [B, N]
+
+
+class LIFParams(NamedTuple):
+    tau_mem: Tensor  # [N] or scalar, ms, > 0
+    tau_syn: Tensor | None = None  # [N] or scalar, ms; None: no synaptic current
+    theta: float = 1.0
+    reset: str = "subtract"  # "subtract" | "zero"
+    surrogate: Surrogate = FastSigmoid()
+    detach_reset: bool = False
+    smooth: bool = False
+
+
+RESETS = ("subtract", "zero")
+
+
+def decay(tau: Tensor, dt: float) -> Tensor:
+    """``exp(-dt / tau)``: the per-step decay of a time constant ``tau`` (ms) at step ``dt`` (ms)."""
+    return torch.exp(-dt / tau)
+
+
+def lif_init(batch: int, n: int, like: Tensor) -> LIFState:
+    """All-zero LIF state of shape ``[batch, n]`` with the dtype and device of ``like``."""
+    z = like.new_zeros(batch, n)
+    return LIFState(z, z, z)
+
+
+def lif_step(x: Tensor, state: LIFState, p: LIFParams, dt: float) -> tuple[Tensor, LIFState]:
+    """One LIF step: input current ``x`` [B, N] -> spikes ``s[t]`` [B, N] and the new state."""
+    beta = decay(p.tau_mem, dt)
+    i = x if p.tau_syn is None else decay(p.tau_syn, dt) * state.i + x
+    s_prev = state.s.detach() if p.detach_reset else state.s
+    if p.reset == "subtract":
+        v = beta * state.v + (1.0 - beta) * i - p.theta * s_prev
+    elif p.reset == "zero":
+        v = beta * state.v * (1.0 - s_prev) + (1.0 - beta) * i
+    else:
+        raise ValueError(f"reset must be one of {RESETS}, got {p.reset!r}")
+    s = p.surrogate.primitive(v - p.theta) if p.smooth else spike(v - p.theta, p.surrogate)
+    return s, LIFState(v, i, s)
+
+
+def lif_sequence(
+    x_seq: Tensor, p: LIFParams, dt: float, state: LIFState | None = None, record_v: bool = False
+) -> tuple[Tensor, LIFState] | tuple[Tensor, LIFState, Tensor]:
+    """Run :func:`lif_step` over ``x_seq`` [T, B, N]; returns spikes [T, B, N], final state (and ``v`` [T, B, N])."""
+    if x_seq.dim() != 3:
+        raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
+    if state is None:
+        state = lif_init(x_seq.shape[1], x_seq.shape[2], x_seq)
+    spikes, volts = [], []
+    for x in x_seq:
+        s, state = lif_step(x, state, p, dt)
+        spikes.append(s)
+        if record_v:
+            volts.append(state.v)
+    out = torch.stack(spikes)
+    return (out, state, torch.stack(volts)) if record_v else (out, state)

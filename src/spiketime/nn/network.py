@@ -1,0 +1,90 @@
+"""Feedforward spiking network: ``input -> [DelayedLinear -> LIF] x L -> Linear -> LI (or LIF) readout``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from spiketime.config import ModelConfig
+from spiketime.nn.layers import LI, LIF, DelayedLinear
+from spiketime.surrogate import make_surrogate
+
+
+class SpikingNetwork(nn.Module):
+    """Hidden LIF layers fed by :class:`DelayedLinear` projections (delays on every projection into a
+    spiking hidden layer), and a delay-free readout: LI membrane (``readout="li"``) or LIF spikes
+    (``readout="lif"``). ``forward`` returns the readout trace ``[T, B, classes]`` and the state, a tuple
+    with one ``(projection_state, neuron_state)`` pair per layer.
+    """
+
+    def __init__(self, n_in: int, n_out: int, cfg: ModelConfig, dt: float, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        surrogate = make_surrogate(cfg.surrogate, cfg.surrogate_scale)
+        self.dt = dt
+        self.projections = nn.ModuleList()
+        self.neurons = nn.ModuleList()
+        sizes = [n_in, *cfg.hidden]
+        # A spike moves the membrane by (1 - beta) * w: scale weights so that weight_scale is in
+        # units of the threshold per (fan_in-normalised) input spike.
+        gain = cfg.theta / -math.expm1(-dt / cfg.tau_mem)
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            self.projections.append(
+                DelayedLinear(a, b, dt, cfg.delays, cfg.delay_max, cfg.delay_mode, cfg.delay_sigma,
+                              tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g)
+            )
+            self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate))
+        out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
+        self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=cfg.weight_scale * out_gain,
+                                              generator=g))
+        if cfg.readout == "li":
+            self.neurons.append(LI(n_out, dt, cfg.tau_out))
+        else:
+            self.neurons.append(LIF(n_out, dt, cfg.tau_out, cfg.learn_tau, None, cfg.theta, cfg.reset, surrogate))
+
+    def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
+        """Forward pass that also returns every layer's output sequence (hidden spikes, readout)."""
+        if x_seq.dim() != 3:
+            raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
+        n_in = self.projections[0].n_in
+        if x_seq.shape[-1] != n_in:
+            raise ValueError(f"x_seq has {x_seq.shape[-1]} channels, the network expects {n_in}")
+        state = state if state is not None else (None,) * len(self.neurons)
+        if len(state) != len(self.neurons):
+            raise ValueError(f"state must hold {len(self.neurons)} layer states, got {len(state)}")
+        new_state, outputs, h = [], [], x_seq
+        for proj, neuron, st in zip(self.projections, self.neurons, state):
+            p_state, n_state = st if st is not None else (None, None)
+            current, p_state = proj(h, p_state)
+            h, n_state = neuron(current, n_state)
+            new_state.append((p_state, n_state))
+            outputs.append(h)
+        return h, tuple(new_state), outputs
+
+    def forward(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple]:
+        y, state, _ = self.run(x_seq, state)
+        return y, state
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Keep constrained parameters feasible (delays in ``[0, delay_max]``)."""
+        for proj in self.projections:
+            proj.project_()
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters split into ``weights``, ``time_constants`` and ``delays`` (for separate learning rates)."""
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "time_constants": [], "delays": []}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+            key = "delays" if leaf == "delays" else "time_constants" if leaf.startswith("log_tau") else "weights"
+            groups[key].append(p)
+        return groups
+
+    def learned_delays(self) -> dict[str, Tensor]:
+        """Learned delays in ms per projection (empty without delays)."""
+        return {f"layer {i + 1}": p.delays.detach().flatten().cpu()
+                for i, p in enumerate(self.projections) if p.delays is not None}
