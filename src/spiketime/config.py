@@ -28,11 +28,11 @@ class DataConfig:
     variant: Literal["rate", "timing"] = "timing"
     dt: float = 1.0
     duration: float = 100.0
-    channels: int = 10
+    channels: int = 16
     num_classes: int = 5
     noise: float = 2.0
     jitter: float = 1.0
-    n_train: int = 2000
+    n_train: int = 6000
     n_val: int = 500
     n_test: int = 1000
     seed: int = 0
@@ -42,15 +42,15 @@ class DataConfig:
 class ModelConfig:
     """Feedforward LIF network: input -> hidden LIF layers -> LI (or LIF) readout."""
 
-    hidden: list[int] = field(default_factory=lambda: [64])
+    hidden: list[int] = field(default_factory=lambda: [128])
     delays: Literal["none", "axonal", "synaptic"] = "axonal"
     delay_mode: Literal["interp", "gaussian"] = "interp"
-    delay_max: float = 50.0
+    delay_max: float = 30.0
     delay_sigma: float = 1.0
     delay_init: list[float] = field(default_factory=lambda: [0.0, 1.0])
     tau_mem: float = 10.0
     learn_tau: bool = True
-    tau_syn: float | None = None
+    tau_syn: float | None = 5.0
     tau_out: float = 10.0
     reset: Literal["subtract", "zero"] = "subtract"
     theta: float = 1.0
@@ -65,9 +65,9 @@ class TrainConfig:
     """Optimisation; ``learner`` picks the learning rule."""
 
     learner: Literal["bptt"] = "bptt"
-    epochs: int = 30
+    epochs: int = 12
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 2e-2
     lr_tau: float = 1e-2
     lr_delay: float = 0.5
     loss: Literal["max", "mean", "last", "per_step", "spike_count"] = "max"
@@ -76,7 +76,7 @@ class TrainConfig:
     gamma: float = 0.5
     grad_clip: float | None = 1.0
     early_stop: bool = True
-    patience: int = 8
+    patience: int = 10
     seed: int = 0
     device: str = "cpu"
     progress: bool = True

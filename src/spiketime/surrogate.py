@@ -30,7 +30,7 @@ class FastSigmoid:
     Peak 1 at ``x = 0``; primitive ``x / (1 + alpha*|x|)``.
     """
 
-    alpha: float = 10.0
+    alpha: float = 5.0
 
     def grad(self, x: Tensor) -> Tensor:
         return 1.0 / (self.alpha * x.abs() + 1.0) ** 2

@@ -62,23 +62,38 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
         base_path = (p.parent / base) if not Path(base).is_absolute() else Path(base)
         if not base_path.is_file():
             raise ConfigError(f"{p}: base config {base_path} not found")
-        base = yaml.safe_load(base_path.read_text()) or {}
+        try:
+            base = yaml.safe_load(base_path.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{base_path}: not valid YAML") from None
     grid = raw.get("grid") or {}
     methods = raw.get("methods") or {"train": {"command": "train"}}
     seeds = raw.get("seeds", [0])
+    seed_keys = raw.get("seed_keys", ["train.seed", "data.seed"])
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{p}: grid must map config keys to non-empty lists")
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise ConfigError(f"{p}: seeds must be a non-empty list of integers")
+    if not isinstance(seed_keys, list) or not all(isinstance(k, str) for k in seed_keys):
+        raise ConfigError(f"{p}: seed_keys must be a list of config keys")
+    if set(seed_keys) & set(grid):
+        raise ConfigError(f"{p}: {sorted(set(seed_keys) & set(grid))} set both by grid and by seeds")
     if not isinstance(methods, dict):
         raise ConfigError(f"{p}: methods must map names to {{command, set}}")
     for name, m in methods.items():
-        m = m or {}
+        m = {} if m is None else m
+        if not isinstance(m, dict) or set(m) - {"command", "set"}:
+            raise ConfigError(f"{p}: method {name!r}: expected a mapping with keys command and set")
         if m.get("command", "train") not in COMMANDS:
             raise ConfigError(f"{p}: method {name!r}: command must be one of {COMMANDS}")
+        if not isinstance(m.get("set") or {}, dict):
+            raise ConfigError(f"{p}: method {name!r}: set must map config keys to values")
         methods[name] = {"command": m.get("command", "train"), "set": m.get("set") or {}}
+    slugs = [_slug(str(n)) for n in methods]
+    if len(set(slugs)) != len(slugs):
+        raise ConfigError(f"{p}: method names must differ in more than case and punctuation")
     return {"name": raw.get("name", p.stem), "base": base, "grid": grid, "methods": methods, "seeds": seeds,
-            "seed_keys": raw.get("seed_keys", ["train.seed", "data.seed"]), "path": p}
+            "seed_keys": seed_keys, "path": p}
 
 
 def expand(sweep: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,7 +102,7 @@ def expand(sweep: dict[str, Any]) -> list[dict[str, Any]]:
     runs = []
     for values in itertools.product(*(sweep["grid"][k] for k in keys)):
         row = dict(zip(keys, values))
-        row_name = ",".join(f"{k.split('.')[-1]}={v}" for k, v in row.items()) or "all"
+        row_name = ",".join(f"{k}={v}" for k, v in row.items()) or "all"
         for method, spec in sweep["methods"].items():
             for seed in sweep["seeds"]:
                 cfg = from_dict(sweep["base"], f"{sweep['path']} (base)")

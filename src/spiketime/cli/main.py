@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spiketime: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("spiketime: interrupted; the last finished epoch is in checkpoint.pt (spiketime train --resume OUT)",
-              file=sys.stderr)
+        hint = {"train": "the last finished epoch is in OUT/checkpoint.pt: spiketime train --resume OUT",
+                "sweep": "finished runs are kept: run the same sweep again to continue"}.get(args.command, "")
+        print(f"spiketime: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
 
 

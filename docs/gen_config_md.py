@@ -1,0 +1,211 @@
+"""Write docs/config.md, the reference of every config key, from the dataclasses of :mod:`spiketime.config`.
+
+Types, choices and defaults come from the dataclass fields; the units and one-line meaning of each key
+come from :data:`DESCRIPTIONS` below (a key without a description is an error).
+
+    python docs/gen_config_md.py            # rewrites docs/config.md
+    python docs/gen_config_md.py OUT.md     # writes elsewhere (tests/test_docs.py checks it is up to date)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from spiketime import config
+
+DOCS = Path(__file__).resolve().parent
+OUT = DOCS / "config.md"
+
+# key -> (units, meaning). Keep each meaning one line; "—" when the value has no unit.
+DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    "name": ("—", "Run name: the default run directory is `runs/<timestamp>-<name>`; also the progress-bar label. "
+                  "A sweep replaces it by `<row>__<method>__seed<k>`."),
+    # data
+    "data.task": ("—", "Synthetic timing task: `isi` (class in the inter-spike intervals of each channel's 3-spike "
+                       "burst), `ccisi` (class in the lag between the spikes of paired channels), `coincidence` "
+                       "(class in which channels fire together)."),
+    "data.variant": ("—", "`timing`: only spike timing carries the class (a spike-count classifier is at chance); "
+                          "`rate`: adds class-tuned extra spikes per channel, so counts carry the class as well."),
+    "data.dt": ("ms", "Simulation time step and bin width; a trial has `T = round(duration / dt)` steps, at most one "
+                      "spike per channel per bin."),
+    "data.duration": ("ms", "Length of one trial."),
+    "data.channels": ("—", "Number of input channels (network inputs)."),
+    "data.num_classes": ("—", "Number of classes `K`; interval/lag levels are `(k+1) * max(4 ms, 4 dt)`, k < K, "
+                              "so `duration` must fit the longest pattern."),
+    "data.noise": ("Hz", "Rate of the class-independent Poisson background spikes in every channel "
+                         "(at most `500 / dt` Hz)."),
+    "data.jitter": ("ms", "Standard deviation of the Gaussian jitter added to every pattern spike."),
+    "data.n_train": ("samples", "Size of the training split."),
+    "data.n_val": ("samples", "Size of the validation split (model selection and early stopping)."),
+    "data.n_test": ("samples", "Size of the test split (evaluated once, with the best-validation model)."),
+    "data.seed": ("—", "Data seed; each split is generated from its own seed derived from `(seed, split)`. "
+                       "The class code (intervals, lags, groups) does not depend on it."),
+    # model
+    "model.hidden": ("neurons", "Sizes of the hidden LIF layers, input to readout (e.g. `[64, 64]`)."),
+    "model.delays": ("—", "Learnable transmission delays on every projection into a hidden layer: `none`, `axonal` "
+                          "(one per presynaptic neuron), `synaptic` (one per connection); the readout projection "
+                          "has none."),
+    "model.delay_mode": ("—", "Delay kernel: `interp` (linear interpolation between the two nearest bins; graded "
+                              "spikes, exact gradient of the blend) or `gaussian` (hard integer shift forward, "
+                              "gradient of a Gaussian-smoothed shift of width `delay_sigma`)."),
+    "model.delay_max": ("ms", "Largest delay: delays are clamped into `[0, delay_max]` after every optimiser step "
+                              "and it sizes the delay buffer (must be >= `data.dt` unless `delays` is `none`)."),
+    "model.delay_sigma": ("ms", "Width of the smoothing Gaussian of `delay_mode: gaussian` (adds `ceil(3 sigma / "
+                                "dt)` buffer taps); unused by `interp`."),
+    "model.delay_init": ("fraction of `delay_max`", "`[lo, hi]`, 0 <= lo <= hi <= 1: initial delays are uniform in "
+                                                    "`[lo * delay_max, hi * delay_max]`."),
+    "model.tau_mem": ("ms", "Initial membrane time constant of the hidden LIF neurons (one per neuron, "
+                            "`beta = exp(-dt / tau_mem)`); also sets the hidden weights' init gain."),
+    "model.learn_tau": ("—", "Learn the time constants (as `log tau`): hidden `tau_mem` and `tau_syn`, and "
+                             "`tau_out` of a LIF readout; an LI readout's `tau_out` is always fixed."),
+    "model.tau_syn": ("ms", "Synaptic-current time constant of the hidden LIF neurons (current-based synapse, "
+                            "`i[t] = exp(-dt / tau_syn) i[t-1] + x[t]`); `null`: no synaptic current, input drives "
+                            "the membrane directly."),
+    "model.tau_out": ("ms", "Time constant of the readout neurons (LI membrane or LIF); also sets the readout "
+                            "weights' init gain."),
+    "model.reset": ("—", "After a spike: `subtract` removes `theta` from the membrane, `zero` clears the decayed "
+                         "membrane (`v[t] = beta v[t-1] (1 - s[t-1]) + (1 - beta) i[t]`)."),
+    "model.theta": ("membrane units", "Firing threshold of the LIF neurons (hidden and LIF readout); weight init "
+                                      "scales with it."),
+    "model.surrogate": ("—", "Surrogate derivative of the spike on `x = v - theta`: `fast_sigmoid` "
+                             "`1/(alpha|x|+1)^2`, `gaussian` (normal density), `arctan` "
+                             "`(alpha/2)/(1+(pi/2 alpha x)^2)`, `triangle` `max(0, 1-|x|/width)/width`."),
+    "model.surrogate_scale": ("see meaning", "The surrogate's one shape parameter (`null`: its default): "
+                                             "`fast_sigmoid` alpha (steepness, 10), `gaussian` sigma (width in "
+                                             "membrane units, 0.3), `arctan` alpha (steepness, 2), `triangle` "
+                                             "width (half-width of the support in membrane units, 0.5)."),
+    "model.weight_scale": ("theta per input spike", "Init std of the weights, `W ~ N(0, s^2)`, "
+                                                    "`s = weight_scale * theta / ((1 - beta) sqrt(fan_in))` with "
+                                                    "`beta = exp(-dt/tau_mem)` (`tau_out` for the readout): one "
+                                                    "input spike moves a membrane by ~`weight_scale * theta / "
+                                                    "sqrt(fan_in)`."),
+    "model.readout": ("—", "`li`: non-spiking leaky-integrator readout (use a loss on its membrane trace); `lif`: "
+                           "spiking readout, requires `train.loss: spike_count`."),
+    # train
+    "train.learner": ("—", "Learning rule; `bptt` (backpropagation through time with surrogate gradients)."),
+    "train.epochs": ("epochs", "Maximum number of training epochs (0: evaluate the untrained model)."),
+    "train.batch_size": ("samples", "Mini-batch size (batch order reshuffled every epoch from `(seed, epoch)`)."),
+    "train.lr": ("—", "Adam learning rate of the weights."),
+    "train.lr_tau": ("log tau per step", "Adam learning rate of the time constants (learned as `log tau`)."),
+    "train.lr_delay": ("ms per step", "Adam learning rate of the delays (learned in ms)."),
+    "train.loss": ("—", "Cross-entropy on the readout trace `y[t]`: `max` on `max_t y`, `mean` on `mean_t y`, "
+                        "`last` on `y[T-1]`, `per_step` averaged over every `t` (predicts from `mean_t y`), "
+                        "`spike_count` on `sum_t y` (exactly when `model.readout` is `lif`)."),
+    "train.schedule": ("—", "Learning-rate schedule, stepped once per epoch: `none`, `cosine` (annealed to 0 over "
+                            "`epochs`), `step` (times `gamma` every `step_size` epochs)."),
+    "train.step_size": ("epochs", "Period of `schedule: step`."),
+    "train.gamma": ("factor", "Learning-rate factor of `schedule: step`."),
+    "train.grad_clip": ("—", "Clip the global gradient norm over all parameters to this value; `null`: no "
+                             "clipping."),
+    "train.early_stop": ("—", "Stop when the validation accuracy has not improved for `patience` epochs."),
+    "train.patience": ("epochs", "Epochs without validation improvement before early stopping."),
+    "train.seed": ("—", "Training seed: weight and delay init, and the batch order of every epoch."),
+    "train.device": ("—", "Torch device, e.g. `cpu`, `cuda`, `cuda:1`."),
+    "train.progress": ("—", "Show a per-epoch progress bar on stderr (`spiketime train --quiet` and sweeps turn "
+                            "it off)."),
+}
+
+HEADER = """\
+# Configuration reference
+
+<!-- Generated by docs/gen_config_md.py from spiketime/config.py: do not edit by hand. -->
+
+A run is configured by a YAML file with the sections `data`, `model`, `train` (and a top-level
+`name`), every key optional:
+
+```yaml
+name: delays
+data: {task: ccisi, variant: timing}
+model: {hidden: [64], delays: axonal}
+train: {epochs: 30, lr: 2.0e-3}
+```
+
+and `--set section.key=value` overrides (repeatable; the value is read as YAML, `64,64` as a list):
+`spiketime train --config run.yaml --set model.delays=synaptic --set model.hidden=[64,64]`.
+Every value is type-checked and validated; a bad key or value exits with code 2 and a one-line
+error naming the key. `null` is YAML's None. The resolved config of a run is saved as
+`OUT/config.yaml`, which reproduces the run with `spiketime train --config OUT/config.yaml`.
+"""
+
+SECTION_TITLES = {
+    "": "Top level",
+    "data": "`data`: the synthetic timing task (see `spiketime.data.timing`)",
+    "model": "`model`: the network (input -> hidden LIF layers -> LI or LIF readout)",
+    "train": "`train`: optimisation",
+}
+
+
+def type_text(tp: Any) -> str:
+    """Markdown for an annotation: choices as code spans, unions with "or" (no ``|``: it splits table cells)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_text(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {type_text(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "`null`"
+    return getattr(tp, "__name__", str(tp))
+
+
+def default_text(f: dataclasses.Field) -> str:
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"  # YAML spelling
+
+
+def fields() -> list[tuple[str, str, Any, dataclasses.Field]]:
+    """``(section, dotted key, annotation, field)`` of every config key, in declaration order."""
+    out = []
+    top = typing.get_type_hints(config.Config)
+    for f in dataclasses.fields(config.Config):
+        if f.name not in config.SECTIONS:
+            out.append(("", f.name, top[f.name], f))
+    for section, cls in config.SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out.append((section, f"{section}.{f.name}", hints[f.name], f))
+    return out
+
+
+def cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render() -> str:
+    rows = fields()
+    missing = [key for _, key, _, _ in rows if key not in DESCRIPTIONS]
+    if missing:
+        raise KeyError(f"no description for config keys {missing}: add them to DESCRIPTIONS in {__file__}")
+    stale = sorted(set(DESCRIPTIONS) - {key for _, key, _, _ in rows})
+    if stale:
+        raise KeyError(f"descriptions of keys that do not exist: {stale}")
+    parts = [HEADER]
+    for section in ("", *config.SECTIONS):
+        parts.append(f"\n## {SECTION_TITLES[section]}\n")
+        parts.append("\n| key | type / choices | default | units | meaning |\n|---|---|---|---|---|\n")
+        for sec, key, tp, f in rows:
+            if sec != section:
+                continue
+            units, meaning = DESCRIPTIONS[key]
+            parts.append(f"| `{key}` | {cell(type_text(tp))} | {cell(default_text(f))} | {cell(units)} "
+                         f"| {cell(meaning)} |\n")
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = Path(argv[0]) if argv else OUT
+    out.write_text(render())
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

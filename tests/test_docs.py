@@ -1,0 +1,35 @@
+"""docs/config.md is generated from spiketime.config by docs/gen_config_md.py and must be up to date."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+from spiketime import config
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("gen_config_md", DOCS / "gen_config_md.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_config_md_is_up_to_date(tmp_path):
+    out = tmp_path / "config.md"
+    assert _gen().main([str(out)]) == 0
+    assert out.read_text() == (DOCS / "config.md").read_text(), \
+        "docs/config.md is stale: run `python docs/gen_config_md.py`"
+
+
+def test_every_config_key_has_a_description():
+    keys = {f"{s}.{f.name}" for s, cls in config.SECTIONS.items() for f in dataclasses.fields(cls)}
+    keys |= {f.name for f in dataclasses.fields(config.Config) if f.name not in config.SECTIONS}
+    descriptions = _gen().DESCRIPTIONS
+    assert set(descriptions) == keys
+    for key, (units, meaning) in descriptions.items():
+        assert units.strip() and meaning.strip() and "\n" not in meaning, key
+    text = (DOCS / "config.md").read_text()
+    for key in keys:
+        assert f"| `{key}` |" in text, key
