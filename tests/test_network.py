@@ -42,7 +42,7 @@ def test_batch_independent_and_deterministic():
 def test_param_groups_and_projection():
     net = _net("synaptic")
     groups = net.param_groups()
-    assert {k: len(v) for k, v in groups.items()} == {"weights": 3, "time_constants": 2, "delays": 2}
+    assert {k: len(v) for k, v in groups.items()} == {"weights": 3, "time_constants": 4, "delays": 2}  # tau_mem + tau_syn
     with torch.no_grad():
         net.projections[0].delays.add_(100.0)
         net.projections[1].delays.sub_(100.0)

@@ -58,7 +58,7 @@ def test_sweep_results_csv(sweep):
     assert header == COLUMNS
     assert len(rows) == 2 * 2 * 2
     keys = {(r["row"], r["method"], int(r["seed"])) for r in rows}
-    assert keys == {(row, m, s) for row in ("variant=rate", "variant=timing") for m in METHODS for s in (0, 1)}
+    assert keys == {(row, m, s) for row in ("data.variant=rate", "data.variant=timing") for m in METHODS for s in (0, 1)}
     for r in rows:
         assert 0.0 <= float(r["test_accuracy"]) <= 1.0 and 0.0 <= float(r["val_accuracy"]) <= 1.0
         assert float(r["chance"]) == pytest.approx(1 / 3)
@@ -100,7 +100,7 @@ def test_sweep_table_matches_csv(sweep):
     assert lines[1] == "|---|---|---|"
     assert len(lines) == 2 + 2  # header, separator, one line per grid value
     _, rows = read_csv(sweep["out"] / "results.csv")
-    for line, row in zip(lines[2:], ("variant=rate", "variant=timing")):
+    for line, row in zip(lines[2:], ("data.variant=rate", "data.variant=timing")):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == row and len(cells) == 1 + len(METHODS)
         for cell, method in zip(cells[1:], METHODS):
@@ -123,7 +123,7 @@ def test_sweep_rerun_skips_finished_runs(sweep, capsys):
     assert table.strip() in capsys.readouterr().out
 
     # an interrupted sweep: a run without metrics.json is run again (from its checkpoint), the others are kept
-    lost = out / "runs" / "variant-timing__lif__seed1" / "metrics.json"
+    lost = out / "runs" / "data.variant-timing__lif__seed1" / "metrics.json"
     acc = json.loads(lost.read_text())["test_accuracy"]
     lost.unlink()
     assert main(["sweep", str(sweep["path"]), "--out", str(out)]) == 0
