@@ -29,19 +29,30 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     # data
     "data.task": ("—", "Synthetic timing task: `isi` (class in the inter-spike intervals of each channel's 3-spike "
                        "burst), `ccisi` (class in the lag between the spikes of paired channels), `coincidence` "
-                       "(class in which channels fire together)."),
+                       "(class in which channels fire together). Built-in event sets, made in the cache on first "
+                       "use: `speech_digits`, `event_digits`. Real files (see docs/data.md): `shd`, `ssc`, "
+                       "`nmnist`, `dvs_gesture`."),
     "data.variant": ("—", "`timing`: only spike timing carries the class (a spike-count classifier is at chance); "
                           "`rate`: adds class-tuned extra spikes per channel, so counts carry the class as well."),
     "data.dt": ("ms", "Simulation time step and bin width; a trial has `T = round(duration / dt)` steps, at most one "
                       "spike per channel per bin."),
     "data.duration": ("ms", "Length of one trial."),
-    "data.channels": ("—", "Number of input channels (network inputs)."),
+    "data.channels": ("—", "Synthetic tasks: number of input channels. 1-D event sets (speech): channels after "
+                           "summing groups of neighbouring channels, must divide the sensor's (e.g. 700 -> 140)."),
+    "data.path": ("—", "Event sets: folder (or file) holding the dataset; null = `$SPIKETIME_DATA/<task>` "
+                       "(default `~/.cache/spiketime/<task>`)."),
+    "data.pool": ("pixels", "Camera event sets: spatial sum-pooling factor (34x34 with pool 2 -> 17x17); inputs are "
+                            "`polarities x height x width`."),
+    "data.rate_norm": ("—", "Event sets: `whole` (unchanged), `part` or `norm` (spikes deleted so that per-channel "
+                            "counts carry half / none of the class; see docs/data.md)."),
+    "data.val_fraction": ("—", "Event sets without a validation file: fraction of the training speakers "
+                               "(or samples / source images) held out for validation."),
     "data.num_classes": ("—", "Number of classes `K`; interval/lag levels are `(k+1) * max(4 ms, 4 dt)`, k < K, "
                               "so `duration` must fit the longest pattern."),
     "data.noise": ("Hz", "Rate of the class-independent Poisson background spikes in every channel "
                          "(at most `500 / dt` Hz)."),
     "data.jitter": ("ms", "Standard deviation of the Gaussian jitter added to every pattern spike."),
-    "data.n_train": ("samples", "Size of the training split."),
+    "data.n_train": ("samples", "Synthetic tasks: size of the training split (event sets use their files)."),
     "data.n_val": ("samples", "Size of the validation split (model selection and early stopping)."),
     "data.n_test": ("samples", "Size of the test split (evaluated once, with the best-validation model)."),
     "data.seed": ("—", "Data seed; each split is generated from its own seed derived from `(seed, split)`. "

@@ -20,15 +20,26 @@ class ConfigError(ValueError):
     """A bad configuration value, file or key (message: one line)."""
 
 
+TIMING_TASKS = ("isi", "ccisi", "coincidence")
+BUILTIN_EVENT_TASKS = ("speech_digits", "event_digits")
+REAL_EVENT_TASKS = ("shd", "ssc", "nmnist", "dvs_gesture")
+
+
 @dataclass
 class DataConfig:
-    """Synthetic timing task (see :mod:`spiketime.data.timing`); times in ms."""
+    """What the network sees: a synthetic timing task (:mod:`spiketime.data.timing`), a built-in event set
+    (spoken digits, event digits) or a real one read from disk; times in ms."""
 
-    task: Literal["isi", "ccisi", "coincidence"] = "ccisi"
+    task: Literal["isi", "ccisi", "coincidence", "speech_digits", "event_digits", "shd", "ssc", "nmnist",
+                  "dvs_gesture"] = "ccisi"
     variant: Literal["rate", "timing"] = "timing"
     dt: float = 1.0
     duration: float = 100.0
     channels: int = 16
+    path: str | None = None
+    pool: int = 1
+    rate_norm: Literal["whole", "part", "norm"] = "whole"
+    val_fraction: float = 0.1
     num_classes: int = 5
     noise: float = 2.0
     jitter: float = 1.0
@@ -200,6 +211,8 @@ def validate(cfg: Config) -> Config:
         (d.dt > 0, "data.dt", "a positive time step in ms"),
         (d.duration >= d.dt, "data.duration", f"at least data.dt ({d.dt} ms)"),
         (d.channels >= 1, "data.channels", "at least 1"),
+        (d.pool >= 1, "data.pool", "an integer >= 1 (spatial sum-pooling of camera events)"),
+        (0 < d.val_fraction < 1, "data.val_fraction", "a fraction in (0, 1)"),
         (d.num_classes >= 2, "data.num_classes", "at least 2"),
         (d.noise >= 0, "data.noise", "a rate >= 0 Hz"),
         (d.jitter >= 0, "data.jitter", "a standard deviation >= 0 ms"),

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from spiketime.config import ConfigError
+from spiketime.evaluate.perturb import PERTURBATIONS
 
 EPILOG_SET = "--set takes section.key=value, e.g. --set model.delays=synaptic --set model.hidden=[64,64]"
 
@@ -43,18 +44,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="OUT", default=None, help="continue the interrupted run in this directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on the test split (or --data)", formatter_class=_fmt(),
-                       epilog=EPILOG_SET)
-    p.add_argument("--checkpoint", metavar="PATH", required=True, help="best.pt / checkpoint.pt, or a run directory")
+    p = sub.add_parser("eval", help="evaluate checkpoints on the test split (or --data), optionally perturbed",
+                       formatter_class=_fmt(), epilog=EPILOG_SET + ". Perturbation levels: jitter and neuron_jitter "
+                       "sigma in ms, delete a probability, reverse 0/1 (see docs/data.md).")
+    p.add_argument("--checkpoint", metavar="PATH", nargs="+", required=True,
+                   help="best.pt / checkpoint.pt, or run directories (several: one line each in the plot)")
     p.add_argument("--data", metavar="PATH", default=None, help=".npz/.pt file with x [N, T, C] and y [N] (default: the config's test split)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a key of the checkpoint's config (e.g. data.dt)")
-    p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json goes (default: runs/<timestamp>-eval)")
+    p.add_argument("--perturb", choices=PERTURBATIONS, default=None,
+                   help="sweep a perturbation of the test spikes: write perturb_<kind>.csv and .png")
+    p.add_argument("--levels", metavar="L1,L2,...", default=None,
+                   help="perturbation levels (default: jitter 0,1,2,5,10,20; delete 0,0.1,...,0.9; reverse 0,1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the perturbation noise")
+    p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json (and the CSV, plot) go (default: runs/<timestamp>-eval)")
 
     p = sub.add_parser("baseline", help="logistic regression on per-channel spike counts only",
                        formatter_class=_fmt(), epilog=EPILOG_SET)
     _add_config_args(p)
     p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json goes (default: runs/<timestamp>-baseline)")
+
+    p = sub.add_parser("data", help="inspect event files; make the built-in spoken digits / event digits; encode audio",
+                       formatter_class=_fmt())
+    dsub = p.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    q = dsub.add_parser("inspect", help="print JSON facts about an SHD/SSC .h5, N-MNIST .bin/folder, AEDAT/DvsGesture",
+                        formatter_class=_fmt())
+    q.add_argument("path", metavar="PATH")
+    q = dsub.add_parser("speech-digits", help="synthesise the spoken digits (en + de, 20 classes) into SHD-format "
+                        "train.h5 / test.h5", formatter_class=_fmt())
+    q.add_argument("--out", metavar="DIR", default=None, help="output folder (default: $SPIKETIME_DATA/speech_digits)")
+    q.add_argument("--seed", type=int, default=0, help="generation seed")
+    q.add_argument("--size", default="default", help="'default' (about 10k samples), 'small', or a sample count")
+    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    q = dsub.add_parser("event-digits", help="record scikit-learn's digits with an event-camera emulator into "
+                        "N-MNIST-format Train/ and Test/ folders", formatter_class=_fmt())
+    q.add_argument("--out", metavar="DIR", default=None, help="output folder (default: $SPIKETIME_DATA/event_digits)")
+    q.add_argument("--seed", type=int, default=0, help="generation seed")
+    q.add_argument("--repeats", type=int, default=4, help="recordings per training image")
+    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    q = dsub.add_parser("audio-to-spikes", help="encode your own WAV recordings into one SHD-format .h5 file",
+                        formatter_class=_fmt())
+    q.add_argument("wav_dir", metavar="WAV_DIR")
+    q.add_argument("--labels", metavar="CSV", required=True, help="CSV with header file,label (optional speaker)")
+    q.add_argument("--out", metavar="FILE.h5", required=True)
+    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    q = dsub.add_parser("fetch", help="download a real dataset into the cache (or say where to put it by hand)",
+                        formatter_class=_fmt())
+    q.add_argument("name", choices=["shd", "ssc", "nmnist", "dvs_gesture"])
+    q.add_argument("--path", metavar="DIR", default=None, help="folder to use instead of $SPIKETIME_DATA/<name>")
 
     p = sub.add_parser("sweep", help="run a grid x seeds; write results.csv and a mean ± std table", formatter_class=_fmt())
     p.add_argument("sweep_config", metavar="CONFIG", help="sweep YAML (see docs/sweeps.md)")
@@ -92,29 +129,93 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_label(path: str) -> str:
+    p = Path(path)
+    return p.name if p.is_dir() else p.parent.name if p.parent.name else p.stem
+
+
+def _parse_levels(text: str | None, kind: str) -> list[float]:
+    from spiketime.evaluate.perturb import DEFAULT_LEVELS, check_level
+
+    if text is None:
+        return list(DEFAULT_LEVELS[kind])
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--levels {text!r}: expected comma-separated numbers, e.g. 0,1,2,5") from None
+    if not levels:
+        raise ConfigError("--levels: expected at least one level")
+    for lv in levels:
+        try:
+            check_level(kind, lv)
+        except ValueError as e:
+            raise ConfigError(f"--levels: {e}") from None
+    return levels
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
     from spiketime import config
     from spiketime.data.datasets import load_array_file, make_split
+    from spiketime.evaluate.perturb import LEVEL_UNITS, perturbation_curve
+    from spiketime.evaluate.plots import plot_perturbation
     from spiketime.learning.trainer import evaluate, load_checkpoint, model_from_checkpoint
-    from spiketime.rundir import git_commit, versions, write_json
+    from spiketime.rundir import atomic_write_text, git_commit, versions, write_json
 
-    ckpt = load_checkpoint(args.checkpoint)
-    cfg = config.from_dict(ckpt["config"], f"{args.checkpoint} (config)")
-    for item in args.overrides:
-        config.apply(cfg, *config.parse_set(item))
-    config.validate(cfg)
-    model, cfg = model_from_checkpoint(ckpt, cfg)
-    data = load_array_file(args.data) if args.data else make_split(cfg.data, "test")
-    if data.x.shape[-1] != ckpt["n_in"]:
-        raise ConfigError(f"{args.data or 'data'}: {data.x.shape[-1]} channels, the model expects {ckpt['n_in']}")
-    result = evaluate(model, data, cfg.train.loss)
+    if args.levels is not None and args.perturb is None:
+        raise ConfigError("--levels needs --perturb KIND")
+    levels = _parse_levels(args.levels, args.perturb) if args.perturb else None
+    labels = [_checkpoint_label(c) for c in args.checkpoint]
+    if len(set(labels)) < len(labels):
+        labels = list(args.checkpoint)
+    loaded = [load_checkpoint(c) for c in args.checkpoint]  # all errors before any work
+    datasets: dict[str, object] = {}
+    results = []
+    for path, label, ckpt in zip(args.checkpoint, labels, loaded):
+        cfg = config.from_dict(ckpt["config"], f"{path} (config)")
+        for item in args.overrides:
+            config.apply(cfg, *config.parse_set(item))
+        config.validate(cfg)
+        model, cfg = model_from_checkpoint(ckpt, cfg)
+        key = args.data or json.dumps(cfg.to_dict()["data"], sort_keys=True)
+        if key not in datasets:
+            datasets[key] = load_array_file(args.data) if args.data else make_split(cfg.data, "test")
+        data = datasets[key]
+        if data.x.shape[-1] != ckpt["n_in"]:
+            raise ConfigError(f"{args.data or 'data'}: {data.x.shape[-1]} channels, {path} expects {ckpt['n_in']}")
+        row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data)}
+        if levels is None:
+            res = evaluate(model, data, cfg.train.loss)
+            row.update(test_accuracy=res["accuracy"], test_loss=res["loss"])
+            print(f"{label}: test_accuracy={res['accuracy']:.4f}")
+        else:
+            accs = perturbation_curve(model, data, cfg.train.loss, args.perturb, levels, cfg.data.dt, seed=args.seed)
+            row.update(test_accuracy=accs[0] if levels[0] == 0 else None, perturb=args.perturb, levels=levels,
+                       accuracies=accs)
+            print(f"{label}: {args.perturb} " + " ".join(f"{lv:g}:{a:.4f}" for lv, a in zip(levels, accs)))
+        results.append(row)
     out = _out(args.out, "eval")
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"], "num_classes": ckpt["n_out"],
-               "samples": len(data), "checkpoint": str(args.checkpoint), "data": args.data or "config test split",
-               "config": cfg.to_dict(), "versions": versions(), "git_commit": git_commit()}
+    metrics = {"results": results, "data": args.data or "config test split", "perturb": args.perturb,
+               "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
+               "command": "spiketime " + " ".join(sys.argv[1:])}
+    if len(results) == 1 and levels is None:
+        metrics.update(test_accuracy=results[0]["test_accuracy"], test_loss=results[0]["test_loss"],
+                       num_classes=results[0]["num_classes"], samples=results[0]["samples"],
+                       checkpoint=results[0]["checkpoint"], config=cfg.to_dict())
     write_json(out / "metrics.json", metrics)
-    print(f"test_accuracy={result['accuracy']:.4f} -> {out / 'metrics.json'}")
+    if levels is not None:
+        lines = ["checkpoint,label,perturb,level,accuracy"]
+        lines += [f"{r['checkpoint']},{r['label']},{args.perturb},{lv:g},{a:.6f}"
+                  for r in results for lv, a in zip(levels, r["accuracies"])]
+        atomic_write_text(out / f"perturb_{args.perturb}.csv", "\n".join(lines) + "\n")
+        chance = 1.0 / results[0]["num_classes"]
+        plot_perturbation({r["label"]: (levels, r["accuracies"]) for r in results}, LEVEL_UNITS[args.perturb],
+                          out / f"perturb_{args.perturb}.png", chance=chance, title=f"{args.perturb} at test time")
+        print(f"-> {out / f'perturb_{args.perturb}.csv'}, {out / f'perturb_{args.perturb}.png'}")
+    else:
+        print(f"-> {out / 'metrics.json'}")
     return 0
 
 
@@ -129,6 +230,40 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    import json
+
+    from spiketime.data.registry import data_home
+
+    c = args.data_command
+    if c == "inspect":
+        from spiketime.data.formats import inspect
+
+        print(json.dumps(inspect(args.path), indent=2))
+    elif c == "speech-digits":
+        from spiketime.data.speech_digits import make_speech_digits
+
+        size = int(args.size) if str(args.size).isdigit() else args.size
+        train, test = make_speech_digits(Path(args.out) if args.out else data_home() / "speech_digits",
+                                         seed=args.seed, jobs=args.jobs, size=size)
+        print(f"-> {train}, {test}")
+    elif c == "event-digits":
+        from spiketime.data.event_digits import make_event_digits
+
+        out = make_event_digits(Path(args.out) if args.out else data_home() / "event_digits", seed=args.seed,
+                                repeats=args.repeats, jobs=args.jobs)
+        print(f"-> {out}")
+    elif c == "audio-to-spikes":
+        from spiketime.data.speech_digits import audio_to_spikes
+
+        print(f"-> {audio_to_spikes(Path(args.wav_dir), Path(args.labels), Path(args.out), jobs=args.jobs)}")
+    else:
+        from spiketime.data.registry import ensure_dataset
+
+        print(f"-> {ensure_dataset(args.name, Path(args.path) if args.path else None)}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from spiketime.sweep import run_sweep
 
@@ -136,7 +271,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

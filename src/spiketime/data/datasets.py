@@ -1,4 +1,8 @@
-"""Train / validation / test splits for a data config, each generated independently."""
+"""Train / validation / test splits for a data config.
+
+Synthetic timing tasks generate each split from its own seed; event sets (built-in or real) are read from disk,
+binned at ``data.dt`` and rate-normalised (:mod:`spiketime.data.event_sets`).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spiketime.config import ConfigError, DataConfig
+from spiketime.config import TIMING_TASKS, ConfigError, DataConfig
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class Split:
-    x: Tensor  # [N, T, C] spikes
+    x: Tensor  # [N, T, C] spike counts (float for synthetic tasks, uint8 for event sets)
     y: Tensor  # [N] class indices
+    mask: Tensor | None = None  # [N, T] bool: True within the sample's own length (event sets)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -41,6 +46,11 @@ def split_seed(seed: int, split: str) -> int:
 
 
 def make_split(cfg: DataConfig, split: str) -> Split:
+    """One split of ``cfg``'s data (``train``, ``val`` or ``test``)."""
+    if cfg.task not in TIMING_TASKS:
+        from spiketime.data.event_sets import load_event_split
+
+        return load_event_split(cfg, split)
     from spiketime.data.timing import generate
 
     n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
@@ -54,7 +64,11 @@ def make_split(cfg: DataConfig, split: str) -> Split:
 
 
 def load_splits(cfg: DataConfig) -> Splits:
-    """Generate the three splits of the synthetic task described by ``cfg``."""
+    """The three splits of ``cfg``'s data (generated, or read and binned)."""
+    if cfg.task not in TIMING_TASKS:
+        from spiketime.data.event_sets import load_event_splits
+
+        return load_event_splits(cfg)
     return Splits(*(make_split(cfg, s) for s in SPLITS), num_classes=cfg.num_classes)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_delay_histogram", "plot_learning_curves", "plot_raster"]
+__all__ = ["plot_delay_histogram", "plot_learning_curves", "plot_perturbation", "plot_raster"]
 
 
 def _new_figure(width: float, height: float):
@@ -134,4 +134,19 @@ def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path) -> None
         if d.size:
             ax.axvline(float(d.mean()), color="tab:red", lw=1, label=f"mean {d.mean():.2f} ms")
             ax.legend(fontsize=8)
+    _save_atomic(fig, path)
+
+
+def plot_perturbation(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, path,
+                      chance: float | None = None, title: str = "") -> None:
+    """Accuracy against perturbation level, one line per model: ``curves[label] = (levels, accuracies)``."""
+    fig = _new_figure(6.0, 4.0)
+    ax = fig.subplots()
+    for label, (levels, acc) in curves.items():
+        ax.plot(levels, acc, marker="o", ms=4, label=label)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+    ax.set(xlabel=xlabel, ylabel="test accuracy", title=title, ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     _save_atomic(fig, path)

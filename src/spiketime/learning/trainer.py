@@ -15,7 +15,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -63,12 +63,17 @@ def time_major(x: torch.Tensor, device: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: SpikingNetwork, data: Split, loss: str, batch_size: int = 256, device: str = "cpu") -> dict[str, float]:
-    """Accuracy and mean loss of ``model`` on ``data``."""
+def evaluate(model: SpikingNetwork, data: Split, loss: str, batch_size: int = 256, device: str = "cpu",
+             transform: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> dict[str, float]:
+    """Accuracy and mean loss of ``model`` on ``data``; ``transform(x [B, T, C], mask [B, T] | None)`` (e.g. a
+    perturbation) is applied to every batch first."""
     model.eval()
     correct, total_loss = 0, 0.0
     for idx in batches(len(data), batch_size):
-        x, y = time_major(data.x[idx], device), data.y[idx].to(device)
+        xb = data.x[idx]
+        if transform is not None:
+            xb = transform(xb, data.mask[idx] if data.mask is not None else None)
+        x, y = time_major(xb, device), data.y[idx].to(device)
         out, _ = model(x)
         total_loss += readout_loss(out, y, loss).item() * len(idx)
         correct += (class_scores(out, loss).argmax(dim=1) == y).sum().item()

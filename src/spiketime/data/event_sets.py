@@ -1,0 +1,118 @@
+"""Event datasets as training splits: read (making the built-in ones on first use), carve validation, bin, normalise.
+
+``data.task`` picks the dataset; its files live in ``data.path`` or ``$SPIKETIME_DATA/<task>``. Validation is
+carved from the training file by *group* (speaker, or source image for the event digits, else sample) so that
+validation, like test, holds only unseen speakers/images; SSC ships its own validation file. Each split is binned
+into ``[N, T, C]`` spike counts at ``data.dt`` over ``data.duration`` (crop/pad with a mask), downsampled
+(``data.channels`` for 1-D sensors, ``data.pool`` for cameras) and rate-normalised (``data.rate_norm``) with its
+own labels and seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spiketime.config import ConfigError, DataConfig
+from spiketime.data.datasets import Split, Splits, split_seed
+
+NUM_CLASSES = {"speech_digits": 20, "shd": 20, "ssc": 35, "event_digits": 10, "nmnist": 10, "dvs_gesture": 11}
+
+
+def dataset_root(cfg: DataConfig) -> Path:
+    """Where ``cfg.task``'s files are: ``data.path``, else ``$SPIKETIME_DATA/<task>``."""
+    from spiketime.data.registry import data_home
+
+    return Path(cfg.path).expanduser() if cfg.path else data_home() / cfg.task
+
+
+def read_file_split(cfg: DataConfig, split: str):
+    """The raw :class:`~spiketime.data.formats.EventSet` of one shipped file (``train``, ``test``; SSC ``val``)."""
+    from spiketime.data import formats
+
+    root = dataset_root(cfg)
+    task = cfg.task
+    if task == "speech_digits":
+        from spiketime.data.speech_digits import make_speech_digits
+
+        make_speech_digits(root)  # a cache hit once made
+        return formats.read_shd(root / f"{split}.h5")
+    if task == "event_digits":
+        from spiketime.data.event_digits import make_event_digits
+
+        make_event_digits(root)
+        return formats.read_nmnist(root, split)
+    from spiketime.data.registry import ensure_dataset
+
+    root = ensure_dataset(task, Path(cfg.path).expanduser() if cfg.path else None)
+    if task in ("shd", "ssc"):
+        name = {"train": "train", "val": "valid", "test": "test"}[split]
+        return formats.read_shd(root / f"{task}_{name}.h5")
+    if task == "nmnist":
+        return formats.read_nmnist(root, split)
+    return formats.read_dvs_gesture(root, split)
+
+
+def groups_of(es) -> np.ndarray:
+    """Group id of every sample (speaker, or source image when the set records it, else the sample itself)."""
+    for attr in ("speakers", "sources"):
+        g = getattr(es, attr, None)
+        if g is not None:
+            return np.asarray(g)
+    return np.arange(len(es.labels))
+
+
+def carve_validation(es, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, val)`` of ``es``: a seeded ``fraction`` of its groups (at least one) goes to validation."""
+    groups = groups_of(es)
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        raise ConfigError("data.val_fraction: the training file has a single speaker/group, nothing to hold out")
+    rng = np.random.default_rng(seed)
+    n_val = min(len(uniq) - 1, max(1, round(fraction * len(uniq))))
+    val_groups = rng.choice(uniq, size=n_val, replace=False)
+    is_val = np.isin(groups, val_groups)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def to_split(cfg: DataConfig, es, idx: np.ndarray | None, split: str) -> Split:
+    """Bin ``es`` (restricted to ``idx``) at ``cfg.dt`` and apply ``cfg.rate_norm``."""
+    from spiketime.data.frames import bin_events
+    from spiketime.data.rate_norm import rate_normalise
+
+    events = es.events if idx is None else [es.events[i] for i in idx]
+    labels = es.labels if idx is None else es.labels[idx]
+    one_d = len(es.sensor_size) == 1
+    try:
+        x, mask = bin_events(events, es.sensor_size, dt_ms=cfg.dt, duration_ms=cfg.duration,
+                             channels=cfg.channels if one_d else None, pool=1 if one_d else cfg.pool)
+    except ValueError as e:
+        raise ConfigError(f"data.{'channels' if one_d else 'pool'}: {e}") from None
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    x = rate_normalise(x, y, cfg.rate_norm, seed=split_seed(cfg.seed, split))
+    return Split(x, y, torch.as_tensor(mask))
+
+
+def load_event_split(cfg: DataConfig, split: str) -> Split:
+    """One split of an event dataset (validation carved from the training file unless it ships one)."""
+    if split == "test" or (split == "val" and cfg.task == "ssc"):
+        return to_split(cfg, read_file_split(cfg, split), None, split)
+    es = read_file_split(cfg, "train")
+    if cfg.task == "ssc":
+        return to_split(cfg, es, None, split)
+    train_idx, val_idx = carve_validation(es, cfg.val_fraction, cfg.seed)
+    return to_split(cfg, es, train_idx if split == "train" else val_idx, split)
+
+
+def load_event_splits(cfg: DataConfig) -> Splits:
+    """Train, validation and test splits of an event dataset."""
+    es = read_file_split(cfg, "train")
+    if cfg.task == "ssc":
+        train, val = to_split(cfg, es, None, "train"), load_event_split(cfg, "val")
+    else:
+        train_idx, val_idx = carve_validation(es, cfg.val_fraction, cfg.seed)
+        train, val = to_split(cfg, es, train_idx, "train"), to_split(cfg, es, val_idx, "val")
+    test = load_event_split(cfg, "test")
+    return Splits(train, val, test, num_classes=NUM_CLASSES[cfg.task])
