@@ -43,7 +43,7 @@ def read_file_split(cfg: DataConfig, split: str):
         from spiketime.data.event_digits import make_event_digits
 
         make_event_digits(root)
-        return formats.read_nmnist(root, split)
+        return with_source_images(formats.read_nmnist(root, split), root, split)
     from spiketime.data.registry import ensure_dataset
 
     root = ensure_dataset(task, Path(cfg.path).expanduser() if cfg.path else None)
@@ -55,13 +55,20 @@ def read_file_split(cfg: DataConfig, split: str):
     return formats.read_dvs_gesture(root, split)
 
 
+def with_source_images(es, root: Path, split: str):
+    """Set ``es.speakers`` to the source image of every event-digits recording (from ``meta.json``), so that
+    validation holds out whole images, like the test split."""
+    import json
+
+    table = json.loads((root / "meta.json").read_text())["recordings"][{"train": "Train", "test": "Test"}[split]]
+    image_of = dict(zip(table["id"], table["image"]))
+    es.speakers = np.array([image_of[int(Path(f).stem)] for f in es.files])
+    return es
+
+
 def groups_of(es) -> np.ndarray:
-    """Group id of every sample (speaker, or source image when the set records it, else the sample itself)."""
-    for attr in ("speakers", "sources"):
-        g = getattr(es, attr, None)
-        if g is not None:
-            return np.asarray(g)
-    return np.arange(len(es.labels))
+    """Group id of every sample: its speaker (or source image), else the sample itself."""
+    return np.asarray(es.speakers) if es.speakers is not None else np.arange(len(es.labels))
 
 
 def carve_validation(es, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

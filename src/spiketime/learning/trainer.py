@@ -132,10 +132,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], cfg: Config | None = None) -> tu
 
 def fit(cfg: Config, out: Path, resume: bool = False, command: str | None = None) -> dict[str, Any]:
     """Train ``cfg`` into run directory ``out`` (continuing its checkpoint when ``resume``)."""
-    out.mkdir(parents=True, exist_ok=True)
     t = cfg.train
     torch.manual_seed(t.seed)
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data)  # data errors come before the run directory exists
+    out.mkdir(parents=True, exist_ok=True)
     n_in, n_out = splits.channels, splits.num_classes
     model = build_model(cfg, n_in, n_out).to(t.device)
     opt = build_optimizer(model, cfg)
