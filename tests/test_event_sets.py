@@ -91,3 +91,28 @@ def test_train_on_shd_format_files(tmp_path, capsys):
     ev = tmp_path / "ev"
     assert main(["eval", "--checkpoint", str(out), "--perturb", "reverse", "--out", str(ev)]) == 0
     assert (ev / "perturb_reverse.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["speech_digits", "event_digits"])
+def test_count_baseline_on_norm_is_at_chance_on_the_builtin_sets(task, tmp_path):
+    """The honesty test of rate normalisation on both built-in sets (small versions made here; the full-size
+    figures are the count-baseline column of docs/data.md)."""
+    from spiketime.data.event_digits import make_event_digits
+    from spiketime.data.speech_digits import make_speech_digits
+    from spiketime.learning.baseline import count_baseline
+
+    root = tmp_path / task
+    if task == "speech_digits":
+        make_speech_digits(root, size=800, progress=False)
+        kw = dict(dt=10.0, duration=1000.0, channels=140, val_fraction=0.2)
+    else:
+        make_event_digits(root, limit=400, repeats=2, progress=False)
+        kw = dict(dt=5.0, duration=300.0, pool=2, val_fraction=0.2)
+    acc = {}
+    for level in ("whole", "norm"):
+        s = load_splits(DataConfig(task=task, path=str(root), rate_norm=level, **kw))
+        acc[level] = count_baseline((s.train.x, s.train.y), (s.val.x, s.val.y), (s.test.x, s.test.y))["test_accuracy"]
+        chance = 1 / s.num_classes
+    assert acc["whole"] > chance + 0.3  # counts are informative before normalisation
+    assert acc["norm"] <= chance + 0.05
