@@ -10,6 +10,7 @@ own labels and seed.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,23 @@ def dataset_root(cfg: DataConfig) -> Path:
     return Path(cfg.path).expanduser() if cfg.path else data_home() / cfg.task
 
 
+@contextmanager
+def exclusive(folder: Path):
+    """Hold an exclusive lock on ``folder/.lock`` (POSIX), so parallel runs make a built-in set only once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock; runs should not make the same set concurrently there
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def read_file_split(cfg: DataConfig, split: str):
     """The raw :class:`~spiketime.data.formats.EventSet` of one shipped file (``train``, ``test``; SSC ``val``)."""
     from spiketime.data import formats
@@ -37,12 +55,14 @@ def read_file_split(cfg: DataConfig, split: str):
     if task == "speech_digits":
         from spiketime.data.speech_digits import make_speech_digits
 
-        make_speech_digits(root)  # a cache hit once made
+        with exclusive(root):
+            make_speech_digits(root)  # a cache hit once made
         return formats.read_shd(root / f"{split}.h5")
     if task == "event_digits":
         from spiketime.data.event_digits import make_event_digits
 
-        make_event_digits(root)
+        with exclusive(root):
+            make_event_digits(root)
         return with_source_images(formats.read_nmnist(root, split), root, split)
     from spiketime.data.registry import ensure_dataset
 
