@@ -18,3 +18,12 @@ def tiny_sets() -> list[str]:
     for s in TINY:
         out += ["--set", s]
     return out
+
+
+def one_line(e: pytest.ExceptionInfo, *needles: str) -> str:
+    """Assert that the raised error's message is one line containing every needle; return it."""
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    for s in needles:
+        assert s in msg, msg
+    return msg

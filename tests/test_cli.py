@@ -111,7 +111,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         Path(f).write_bytes(b"half a checkp")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rundir.torch, "save", torn_save)
+    monkeypatch.setattr(torch, "save", torn_save)  # rundir imports torch lazily
     with pytest.raises(KeyboardInterrupt):
         rundir.torch_save_atomic({"a": 2}, target)
     assert torch.load(target, weights_only=False) == {"a": 1}

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import one_line
 from spiketime.config import ConfigError
 from spiketime.data import formats as F
 from spiketime.data.formats import EVENTS_1D, EVENTS_2D, DataFormatError
@@ -41,14 +42,6 @@ def random_2d(rng: np.random.Generator, n: int, w: int, h: int, t_max: int) -> n
     ev["y"] = rng.integers(0, h, n)
     ev["p"] = rng.integers(0, 2, n)
     return ev
-
-
-def one_line(e: pytest.ExceptionInfo, *needles: str) -> str:
-    msg = str(e.value)
-    assert "\n" not in msg, msg
-    for s in needles:
-        assert s in msg, msg
-    return msg
 
 
 # ------------------------------------------------------------------------------------------------------- SHD/SSC

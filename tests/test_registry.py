@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import one_line
 from spiketime.config import ConfigError
 from spiketime.data import registry as R
 from spiketime.data.registry import DATASETS, DatasetInfo, Resource, Source, data_home, ensure_dataset
@@ -41,14 +42,6 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
 
 def no_fetch(url: str, dest: Path) -> None:
     raise AssertionError(f"tried to fetch {url}")
-
-
-def one_line(e: pytest.ExceptionInfo, *needles: str) -> str:
-    msg = str(e.value)
-    assert "\n" not in msg, msg
-    for s in needles:
-        assert s in msg, msg
-    return msg
 
 
 def test_data_home(monkeypatch, tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from spiketime.config import ConfigError
+from spiketime.rundir import write_json
 from spiketime.data.event_camera import CameraParams, record_static_image
 from spiketime.data.formats import write_nmnist
 
@@ -172,12 +173,6 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
-
-
 def _complete(out_dir: Path, meta: dict | None, key: dict) -> bool:
     if not meta or any(meta.get(k) != v for k, v in key.items()):
         return False
@@ -233,7 +228,7 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
     if stale and not resume:
         for p in stale:
             p.unlink(missing_ok=True)
-    _write_json(partial_path, key)
+    write_json(partial_path, key)
     for s in SPLITS:
         for c in range(10):
             (out_dir / s / str(c)).mkdir(parents=True, exist_ok=True)
@@ -276,6 +271,6 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
                    if len(stats) else None),
         "seconds": round(time.perf_counter() - t_start, 2),
     })
-    _write_json(meta_path, meta)
+    write_json(meta_path, meta)
     partial_path.unlink(missing_ok=True)
     return out_dir

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from spiketime.config import ConfigError, DataConfig
-from spiketime.data.datasets import Split, Splits, split_seed
+from spiketime.data.datasets import SPLITS, Split, Splits, split_seed
 
 NUM_CLASSES = {"speech_digits": 20, "shd": 20, "ssc": 35, "event_digits": 10, "nmnist": 10, "dvs_gesture": 11}
 
@@ -122,24 +122,25 @@ def to_split(cfg: DataConfig, es, idx: np.ndarray | None, split: str) -> Split:
     return Split(x, y, torch.as_tensor(mask))
 
 
+def split_source(cfg: DataConfig, split: str, train_file=None) -> tuple:
+    """``(EventSet, indices or None)`` that ``split`` is made of: the test file (SSC: also its validation file), or
+    the training file restricted to the carved training / validation groups. ``train_file`` reuses a read file."""
+    if split == "test" or (split == "val" and cfg.task == "ssc"):
+        return read_file_split(cfg, split), None
+    es = train_file if train_file is not None else read_file_split(cfg, "train")
+    if cfg.task == "ssc":
+        return es, None
+    train_idx, val_idx = carve_validation(es, cfg.val_fraction, cfg.seed)
+    return es, train_idx if split == "train" else val_idx
+
+
 def load_event_split(cfg: DataConfig, split: str) -> Split:
     """One split of an event dataset (validation carved from the training file unless it ships one)."""
-    if split == "test" or (split == "val" and cfg.task == "ssc"):
-        return to_split(cfg, read_file_split(cfg, split), None, split)
-    es = read_file_split(cfg, "train")
-    if cfg.task == "ssc":
-        return to_split(cfg, es, None, split)
-    train_idx, val_idx = carve_validation(es, cfg.val_fraction, cfg.seed)
-    return to_split(cfg, es, train_idx if split == "train" else val_idx, split)
+    return to_split(cfg, *split_source(cfg, split), split)
 
 
 def load_event_splits(cfg: DataConfig) -> Splits:
-    """Train, validation and test splits of an event dataset."""
-    es = read_file_split(cfg, "train")
-    if cfg.task == "ssc":
-        train, val = to_split(cfg, es, None, "train"), load_event_split(cfg, "val")
-    else:
-        train_idx, val_idx = carve_validation(es, cfg.val_fraction, cfg.seed)
-        train, val = to_split(cfg, es, train_idx, "train"), to_split(cfg, es, val_idx, "val")
-    test = load_event_split(cfg, "test")
-    return Splits(train, val, test, num_classes=NUM_CLASSES[cfg.task])
+    """Train, validation and test splits of an event dataset (the training file is read once)."""
+    train_file = read_file_split(cfg, "train")
+    splits = (to_split(cfg, *split_source(cfg, s, train_file), s) for s in SPLITS)
+    return Splits(*splits, num_classes=NUM_CLASSES[cfg.task])

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from spiketime.config import ConfigError
+from spiketime.rundir import atomic_path, atomic_write_bytes
 
 EVENTS_1D = np.dtype([("t", "<i8"), ("x", "<i8"), ("p", "<i8")])
 EVENTS_2D = np.dtype([("t", "<i8"), ("x", "<i8"), ("y", "<i8"), ("p", "<i8")])
@@ -122,8 +123,7 @@ def write_shd(path: str | Path, times: Sequence[np.ndarray], units: Sequence[np.
         raise ValueError(f"write_shd: {len(times)} time arrays, {len(units)} unit arrays, {n} labels")
     if speakers is not None and len(speakers) != n:
         raise ValueError(f"write_shd: {len(speakers)} speakers for {n} samples")
-    tmp = Path(f"{path}.tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         t_ds = f.create_dataset("spikes/times", (n,), dtype=h5py.vlen_dtype(np.dtype(time_dtype)))
         u_ds = f.create_dataset("spikes/units", (n,), dtype=h5py.vlen_dtype(np.uint16))
         for i in range(n):
@@ -139,7 +139,6 @@ def write_shd(path: str | Path, times: Sequence[np.ndarray], units: Sequence[np.
             f.create_dataset("extra/speaker", data=np.asarray(speakers, dtype=np.uint16))
         if keys is not None:
             f.create_dataset("extra/keys", data=np.asarray([k.encode() for k in keys]))
-    tmp.replace(path)
 
 
 def _h5_dataset(f: h5py.File, key: str, name: str) -> h5py.Dataset:
@@ -342,9 +341,7 @@ def encode_nmnist(events: np.ndarray) -> bytes:
 
 def write_nmnist(path: str | Path, events: np.ndarray) -> None:
     """Write one N-MNIST ``.bin`` sample (atomically)."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_bytes(encode_nmnist(events))
-    tmp.replace(path)
+    atomic_write_bytes(path, encode_nmnist(events))
 
 
 def decode_nmnist(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -448,9 +445,7 @@ def encode_aedat31(events: np.ndarray, *, packet_size: int = 4096, source: str =
 
 def write_aedat31(path: str | Path, events: np.ndarray, *, packet_size: int = 4096) -> None:
     """Write an AEDAT 3.1 recording of polarity events (atomically)."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_bytes(encode_aedat31(events, packet_size=packet_size))
-    tmp.replace(path)
+    atomic_write_bytes(path, encode_aedat31(events, packet_size=packet_size))
 
 
 def decode_aedat31(data: bytes, name: str = "<bytes>", sensor_size: tuple[int, ...] = DVS128_SENSOR) -> np.ndarray:

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from spiketime.config import ConfigError
+from spiketime.rundir import write_json
 from spiketime.data.formats import write_shd
 
 GENERATOR_VERSION = 1  # bump whenever the same parameters would give different data (invalidates caches)
@@ -248,12 +249,6 @@ def _stats(samples: list[Sample]) -> dict[str, float]:
             "duration_max_s": float(d.max())}
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
 def make_speech_digits(out_dir: Path, *, seed: int = 0, jobs: int | None = None, progress: bool = True,
                        size: str | int = "default") -> tuple[Path, Path]:
     """Generate the spoken digits into ``out_dir/train.h5``, ``out_dir/test.h5`` and ``out_dir/meta.json``.
@@ -295,7 +290,7 @@ def make_speech_digits(out_dir: Path, *, seed: int = 0, jobs: int | None = None,
     meta = {"params": params, "speakers": {"train": train_ids, "test": test_ids},
             "speaker_voices": [asdict(s) for s in speakers], "counts": counts, "spike_stats": stats,
             "keys": list(KEYS), "seconds": round(time.perf_counter() - t0, 2), "jobs": jobs or os.cpu_count()}
-    _write_json(meta_p, meta)
+    write_json(meta_p, meta)
     return train_p, test_p
 
 

@@ -10,12 +10,12 @@ The format follows the file suffix (``.png`` unless told otherwise).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from spiketime.rundir import atomic_path
 
 __all__ = ["plot_delay_histogram", "plot_learning_curves", "plot_perturbation", "plot_raster"]
 
@@ -32,16 +32,8 @@ def _new_figure(width: float, height: float):
 def _save_atomic(fig, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=120)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
