@@ -69,6 +69,7 @@ class ModelConfig:
     surrogate_scale: float | None = None
     weight_scale: float = 1.0  # init std of W * (1 - beta) * sqrt(fan_in), in units of theta
     readout: Literal["li", "lif"] = "li"
+    backend: Literal["auto", "fused", "reference"] = "auto"  # LIF/LI scan: fused kernels or the step-by-step reference
 
 
 @dataclass

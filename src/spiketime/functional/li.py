@@ -5,12 +5,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from spiketime.functional.lif import decay
+from spiketime.functional.lif import decay, per_neuron
+from spiketime.kernels import check_backend
+from spiketime.kernels.lif_scan import lif_scan
+from spiketime.surrogate import FastSigmoid
 
 
 class LIState(NamedTuple):
@@ -24,12 +28,23 @@ def li_step(x: Tensor, state: LIState, tau: Tensor, dt: float) -> tuple[Tensor, 
     return v, LIState(v)
 
 
-def li_sequence(x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = None) -> tuple[Tensor, LIState]:
-    """Run :func:`li_step` over ``x_seq`` [T, B, N]; returns the membrane trace [T, B, N] and final state."""
+def li_sequence(x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = None,
+                backend: str = "auto") -> tuple[Tensor, LIState]:
+    """Run :func:`li_step` over ``x_seq`` [T, B, N]; returns the membrane trace [T, B, N] and final state.
+
+    ``backend`` as in :func:`spiketime.functional.lif.lif_sequence`: the fused path is the LIF scan with
+    no reset and an unreachable threshold (no spikes), i.e. exactly this leaky integrator."""
     if x_seq.dim() != 3:
         raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
     if state is None:
         state = LIState(x_seq.new_zeros(x_seq.shape[1:]))
+    if check_backend(backend) != "reference" and x_seq.shape[0] > 0:
+        beta = per_neuron(decay(tau, dt), x_seq.shape[2])
+        beta = beta.to(x_seq.dtype if x_seq.dtype == torch.float64 else torch.float32)
+        zeros = torch.zeros_like(state.v)
+        _, v, _ = lif_scan(x_seq, beta, None, state.v, zeros, zeros, math.inf, "none", FastSigmoid())
+        v = v.to(x_seq.dtype)
+        return v, LIState(v[-1])
     out = []
     for x in x_seq:
         v, state = li_step(x, state, tau, dt)

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from spiketime.kernels import check_backend
+from spiketime.kernels.lif_scan import lif_scan
 from spiketime.surrogate import FastSigmoid, Surrogate, spike
 
 
@@ -68,14 +70,35 @@ def lif_step(x: Tensor, state: LIFState, p: LIFParams, dt: float) -> tuple[Tenso
     return s, LIFState(v, i, s)
 
 
+def per_neuron(value: Tensor, n: int) -> Tensor:
+    """A scalar or ``[N]`` tensor as a contiguous ``[N]`` tensor (differentiable)."""
+    return value.expand(n).contiguous() if value.dim() == 0 else value
+
+
 def lif_sequence(
-    x_seq: Tensor, p: LIFParams, dt: float, state: LIFState | None = None, record_v: bool = False
+    x_seq: Tensor, p: LIFParams, dt: float, state: LIFState | None = None, record_v: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, LIFState] | tuple[Tensor, LIFState, Tensor]:
-    """Run :func:`lif_step` over ``x_seq`` [T, B, N]; returns spikes [T, B, N], final state (and ``v`` [T, B, N])."""
+    """Run :func:`lif_step` over ``x_seq`` [T, B, N]; returns spikes [T, B, N], final state (and ``v`` [T, B, N]).
+
+    ``backend``: ``"auto"``/``"fused"`` run the fused scan (:mod:`spiketime.kernels.lif_scan`: one op for
+    the whole sequence, hand-written backward); ``"reference"`` steps :func:`lif_step` under autograd.
+    Both compute the same function and gradients."""
     if x_seq.dim() != 3:
         raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
+    if p.reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {p.reset!r}")
     if state is None:
         state = lif_init(x_seq.shape[1], x_seq.shape[2], x_seq)
+    if check_backend(backend) != "reference" and x_seq.shape[0] > 0:
+        n = x_seq.shape[2]
+        beta = per_neuron(decay(p.tau_mem, dt), n).to(x_seq.dtype if x_seq.dtype == torch.float64 else torch.float32)
+        alpha = None if p.tau_syn is None else per_neuron(decay(p.tau_syn, dt), n).to(beta.dtype)
+        s, v, i_last = lif_scan(x_seq, beta, alpha, state.v, state.i, state.s, p.theta, p.reset, p.surrogate,
+                                p.smooth, p.detach_reset)
+        i_last = i_last if alpha is not None else x_seq[-1]
+        final = LIFState(v[-1].to(x_seq.dtype), i_last.to(x_seq.dtype), s[-1])
+        return (s, final, v) if record_v else (s, final)
     spikes, volts = [], []
     for x in x_seq:
         s, state = lif_step(x, state, p, dt)

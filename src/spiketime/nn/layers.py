@@ -15,6 +15,7 @@ from spiketime.functional.delay import (
 )
 from spiketime.functional.li import LIState, li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence
+from spiketime.kernels import check_backend
 from spiketime.surrogate import FastSigmoid, Surrogate
 
 DELAY_KINDS = ("none", "axonal", "synaptic")
@@ -35,9 +36,10 @@ class LIF(nn.Module):
         reset: str = "subtract",
         surrogate: Surrogate = FastSigmoid(),
         detach_reset: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.n, self.dt = n, dt
+        self.n, self.dt, self.backend = n, dt, check_backend(backend)
         self.theta, self.reset, self.surrogate, self.detach_reset = theta, reset, surrogate, detach_reset
         log_tau = torch.full((n,), math.log(tau_mem))
         self.log_tau_mem = nn.Parameter(log_tau, requires_grad=learn_tau)
@@ -52,19 +54,19 @@ class LIF(nn.Module):
         return LIFParams(self.tau_mem, tau_syn, self.theta, self.reset, self.surrogate, self.detach_reset, smooth)
 
     def forward(self, x_seq: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
-        return lif_sequence(x_seq, self.params(), self.dt, state)
+        return lif_sequence(x_seq, self.params(), self.dt, state, backend=self.backend)
 
 
 class LI(nn.Module):
     """Leaky-integrator readout of ``n`` neurons with time constant ``tau`` (ms); learnable if ``learn_tau``."""
 
-    def __init__(self, n: int, dt: float, tau: float = 20.0, learn_tau: bool = False) -> None:
+    def __init__(self, n: int, dt: float, tau: float = 20.0, learn_tau: bool = False, backend: str = "auto") -> None:
         super().__init__()
-        self.n, self.dt = n, dt
+        self.n, self.dt, self.backend = n, dt, check_backend(backend)
         self.log_tau = nn.Parameter(torch.full((n,), math.log(tau)), requires_grad=learn_tau)
 
     def forward(self, x_seq: Tensor, state: LIState | None = None) -> tuple[Tensor, LIState]:
-        return li_sequence(x_seq, self.log_tau.exp(), self.dt, state)
+        return li_sequence(x_seq, self.log_tau.exp(), self.dt, state, backend=self.backend)
 
 
 class DelayedLinear(nn.Module):

@@ -35,14 +35,16 @@ class SpikingNetwork(nn.Module):
                 DelayedLinear(a, b, dt, cfg.delays, cfg.delay_max, cfg.delay_mode, cfg.delay_sigma,
                               tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g)
             )
-            self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate))
+            self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate,
+                                    backend=cfg.backend))
         out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
         self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=cfg.weight_scale * out_gain,
                                               generator=g))
         if cfg.readout == "li":
-            self.neurons.append(LI(n_out, dt, cfg.tau_out))
+            self.neurons.append(LI(n_out, dt, cfg.tau_out, backend=cfg.backend))
         else:
-            self.neurons.append(LIF(n_out, dt, cfg.tau_out, cfg.learn_tau, None, cfg.theta, cfg.reset, surrogate))
+            self.neurons.append(LIF(n_out, dt, cfg.tau_out, cfg.learn_tau, None, cfg.theta, cfg.reset, surrogate,
+                                    backend=cfg.backend))
 
     def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
         """Forward pass that also returns every layer's output sequence (hidden spikes, readout)."""

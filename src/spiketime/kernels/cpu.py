@@ -1,0 +1,138 @@
+"""The compiled CPU scan: ``lif_scan.c`` built once with the system C compiler, called through ctypes.
+
+The shared library is cached in ``$XDG_CACHE_HOME/spiketime/kernels`` (default ``~/.cache``) under a
+name that hashes the source, the compiler command and the CPU model, and is written under a temporary
+name and renamed, so concurrent first uses (parallel sweep jobs) never load a half-written file. When
+no compiler works, :func:`library` returns None (with one warning) and the fused scan runs its
+PyTorch loop instead; ``SPIKETIME_CPU_KERNEL=0`` forces that too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("lif_scan.c")
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC"]
+SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3}
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spiketime" / "kernels"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build(compiler: str | None = None) -> Path:
+    """Compile ``lif_scan.c`` (if not cached) and return the path of the shared library."""
+    cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler found (set CC or install gcc)")
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(src + " ".join([cc, *FLAGS, _cpu_model(), platform.machine()]).encode()).hexdigest()[:16]
+    out = cache_dir() / f"lif_scan-{key}.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {res.stderr.strip().splitlines()[-1:]}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, or None when it cannot be built (then the PyTorch loop is used)."""
+    if os.environ.get("SPIKETIME_CPU_KERNEL", "1") == "0":
+        return None
+    try:
+        return ctypes.CDLL(str(build()))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        warnings.warn(f"spiketime: compiled CPU scan unavailable ({e}); using the slower PyTorch loop",
+                      RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _ptr(t: Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr() if t is not None else None)
+
+
+def supports(*tensors: Tensor) -> bool:
+    """Whether the compiled scan handles these tensors (CPU, float32/float64) and the library loads."""
+    return all(t.device.type == "cpu" and t.dtype in _SUFFIX for t in tensors) and library() is not None
+
+
+def lif_scan_fwd_c(
+    x: Tensor, beta: Tensor, alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor,
+    theta: float, reset: int, surrogate: str, scale: float, smooth: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Compiled forward scan; same contract as :func:`spiketime.kernels.lif_scan.lif_scan_fwd_torch`."""
+    lib = library()
+    suffix = _SUFFIX[x.dtype]
+    T, B, N = x.shape
+    x = x.contiguous()
+    beta, v0, i0, s0 = (t.to(x.dtype).contiguous() for t in (beta, v0, i0, s0))
+    alpha = None if alpha is None else alpha.to(x.dtype).contiguous()
+    s, v = torch.empty_like(x), torch.empty_like(x)
+    i = torch.empty_like(x) if alpha is not None else x.new_empty(0)
+    i_T = torch.empty_like(v0)
+    getattr(lib, f"lif_fwd_{suffix}")(
+        _ptr(x), _ptr(beta), _ptr(alpha), _ptr(v0), _ptr(i0), _ptr(s0), _ptr(s), _ptr(v),
+        _ptr(i if alpha is not None else None), _ptr(i_T), ctypes.c_long(T), ctypes.c_long(B), ctypes.c_long(N),
+        ctypes.c_double(theta), ctypes.c_int(reset), ctypes.c_int(SURROGATE_CODES[surrogate]),
+        ctypes.c_double(scale), ctypes.c_int(int(smooth)), ctypes.c_int(torch.get_num_threads()))
+    return s, v, i, i_T
+
+
+def lif_scan_bwd_c(
+    g_s: Tensor, g_v: Tensor, g_iT: Tensor, v_seq: Tensor, i_all: Tensor, beta: Tensor, alpha: Tensor | None,
+    v0: Tensor, i0: Tensor, s0: Tensor, theta: float, reset: int, surrogate: str, scale: float, smooth: bool,
+    detach_reset: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Compiled backward scan; same contract as :func:`spiketime.kernels.lif_scan.lif_scan_bwd_torch`."""
+    lib = library()
+    dt = v_seq.dtype
+    suffix = _SUFFIX[dt]
+    T, B, N = v_seq.shape
+    v_seq, g_s, g_v, i_all = (t.to(dt).contiguous() for t in (v_seq, g_s, g_v, i_all))
+    g_iT, beta, v0, i0, s0 = (t.to(dt).contiguous() for t in (g_iT, beta, v0, i0, s0))
+    alpha = None if alpha is None else alpha.to(dt).contiguous()
+    g_x = torch.empty_like(v_seq)
+    g_beta_bn = torch.empty_like(v0)
+    g_alpha_bn = torch.empty_like(v0) if alpha is not None else None
+    g_v0, g_i0, g_s0 = torch.empty_like(v0), torch.empty_like(v0), torch.empty_like(v0)
+    getattr(lib, f"lif_bwd_{suffix}")(
+        _ptr(g_s), _ptr(g_v), _ptr(g_iT), _ptr(v_seq), _ptr(i_all), _ptr(beta), _ptr(alpha),
+        _ptr(v0), _ptr(i0), _ptr(s0), _ptr(g_x), _ptr(g_beta_bn), _ptr(g_alpha_bn), _ptr(g_v0), _ptr(g_i0),
+        _ptr(g_s0), ctypes.c_long(T), ctypes.c_long(B), ctypes.c_long(N), ctypes.c_double(theta),
+        ctypes.c_int(reset), ctypes.c_int(SURROGATE_CODES[surrogate]), ctypes.c_double(scale),
+        ctypes.c_int(int(smooth)), ctypes.c_int(int(detach_reset)), ctypes.c_int(torch.get_num_threads()))
+    g_alpha = g_alpha_bn.sum(0) if g_alpha_bn is not None else v_seq.new_empty(0)
+    return g_x, g_beta_bn.sum(0), g_alpha, g_v0, g_i0, g_s0
