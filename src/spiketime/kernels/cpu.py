@@ -81,7 +81,8 @@ def library() -> ctypes.CDLL | None:
 
 
 def _ptr(t: Tensor | None) -> ctypes.c_void_p:
-    return ctypes.c_void_p(t.data_ptr() if t is not None else None)
+    """Data pointer of ``t``; NULL for None or an empty tensor (an unused gradient: zero)."""
+    return ctypes.c_void_p(t.data_ptr() if t is not None and t.numel() else None)
 
 
 def supports(*tensors: Tensor) -> bool:

@@ -3,6 +3,7 @@
  * this file is compiled on first use by spiketime/kernels/cpu.py and called through ctypes.
  * Built with -ffp-contract=off so that every step rounds exactly like the PyTorch reference.
  * Layout: x, s, v, i, g_* are [T, B*N] contiguous; beta, alpha are [N]; j = b*N + n.
+ * g_s or g_v NULL: that gradient is zero (the output was not used).
  * reset: 0 subtract, 1 zero, 2 none. sur: 0 fast_sigmoid, 1 gaussian, 2 arctan, 3 triangle.
  */
 #include <math.h>
@@ -88,12 +89,12 @@ void lif_bwd_##SUF(const REAL *g_s, const REAL *g_v, const REAL *g_iT, const REA
                 const REAL v = v_seq[o + c];                                                          \
                 const REAL vp = t > 0 ? v_seq[op + c] : v0[j];                                        \
                 const REAL sp = t > 0 ? spk_##SUF(vp, theta, smooth, sur, k) : s0[j];                 \
-                REAL as = g_s[o + c];                                                                 \
+                REAL as = g_s ? g_s[o + c] : (REAL)0;                                                                 \
                 if (!detach_reset) {                                                                  \
                     if (reset == 0) as = as - theta * avn[c];                                         \
                     else if (reset == 1) as = as - b[c] * v * avn[c];                                 \
                 }                                                                                     \
-                REAL av = g_v[o + c] + sg_grad_##SUF(v - theta, sur, k) * as;                         \
+                REAL av = (g_v ? g_v[o + c] : (REAL)0) + sg_grad_##SUF(v - theta, sur, k) * as;                         \
                 if (reset == 1) av = av + avn[c] * (b[c] * ((REAL)1 - spk_##SUF(v, theta, smooth, sur, k))); \
                 else av = av + avn[c] * b[c];                                                         \
                 REAL ai = av * ((REAL)1 - b[c]) + aic[c];                                             \

@@ -83,7 +83,7 @@ def lif_scan_bwd_torch(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Plain-PyTorch backward of the scan (adjoint recursion in the module docstring): returns the
     gradients of ``x, beta, alpha`` (empty without a synapse), ``v0, i0, s0``. ``i_all`` is the current
-    ``i [T,B,N]`` (the input ``x`` itself without a synapse)."""
+    ``i [T,B,N]`` (the input ``x`` itself without a synapse). An empty ``g_s`` or ``g_v`` means zero."""
     T = v_seq.shape[0]
     sur = make_surrogate(surrogate, scale)
     syn = alpha is not None
@@ -97,13 +97,15 @@ def lif_scan_bwd_torch(
         v = v_seq[t]
         v_prev = v_seq[t - 1] if t > 0 else v0
         s_prev = _spikes(v_seq[t - 1], theta, sur, smooth) if t > 0 else s0
-        a_s = g_s[t].clone()
+        a_s = g_s[t].clone() if g_s.numel() else torch.zeros_like(v)
         if not detach_reset and t < T - 1:
             if reset == 0:
                 a_s.sub_(a_v_next, alpha=theta)
             elif reset == 1:
                 a_s.sub_(beta * v * a_v_next)
-        a_v = g_v[t] + sur.grad(v - theta) * a_s
+        a_v = sur.grad(v - theta) * a_s
+        if g_v.numel():
+            a_v.add_(g_v[t])
         if t < T - 1:
             if reset == 1:
                 a_v.add_(a_v_next * beta * (1.0 - _spikes(v, theta, sur, smooth)))
@@ -198,8 +200,20 @@ def _triton_or(fallback, name):
     return kernel
 
 
-lif_scan_fwd.register_kernel("cuda")(_triton_or(_fwd_any, "lif_scan_fwd_triton"))
-lif_scan_bwd.register_kernel("cuda")(_triton_or(_bwd_any, "lif_scan_bwd_triton"))
+_fwd_cuda = _triton_or(_fwd_any, "lif_scan_fwd_triton")
+_bwd_triton = _triton_or(_bwd_any, "lif_scan_bwd_triton")
+
+
+def _bwd_cuda(g_s, g_v, *rest):
+    """Triton's backward reads dense ``g_s, g_v``: an empty (unused, zero) gradient becomes zeros."""
+    v_seq = rest[1]
+    g_s = torch.zeros_like(v_seq) if g_s.numel() == 0 else g_s
+    g_v = torch.zeros_like(v_seq) if g_v.numel() == 0 else g_v
+    return _bwd_triton(g_s, g_v, *rest)
+
+
+lif_scan_fwd.register_kernel("cuda")(_fwd_cuda)
+lif_scan_bwd.register_kernel("cuda")(_bwd_cuda)
 
 
 @lif_scan_fwd.register_fake
@@ -218,6 +232,7 @@ def _bwd_fake(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, rese
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+    ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no [T,B,N] of zeros
     x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset = inputs
     _, v_seq, i_seq, _ = output
     ctx.save_for_backward(v_seq, x if alpha is None else i_seq, beta, alpha, v0, i0, s0)
@@ -227,8 +242,8 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 
 def _backward(ctx: Any, g_s: Tensor | None, g_v: Tensor | None, g_i: Tensor | None, g_iT: Tensor | None) -> tuple:
     v_seq, i_all, beta, alpha, v0, i0, s0 = ctx.saved_tensors
-    g_s = torch.zeros_like(v_seq) if g_s is None else g_s
-    g_v = torch.zeros_like(v_seq) if g_v is None else g_v
+    g_s = v_seq.new_empty(0) if g_s is None else g_s  # empty: zero gradient
+    g_v = v_seq.new_empty(0) if g_v is None else g_v
     g_iT = torch.zeros_like(v_seq[0] if len(v_seq) else v0) if g_iT is None else g_iT
     g_x, g_beta, g_alpha, g_v0, g_i0, g_s0 = lif_scan_bwd(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0,
                                                          *ctx.args)

@@ -16,6 +16,7 @@ from spiketime.functional.delay import (
 from spiketime.functional.li import LIState, li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence
 from spiketime.kernels import check_backend
+from spiketime.kernels.sparse import linear
 from spiketime.surrogate import FastSigmoid, Surrogate
 
 DELAY_KINDS = ("none", "axonal", "synaptic")
@@ -123,12 +124,10 @@ class DelayedLinear(nn.Module):
 
     def forward(self, x_seq: Tensor, state: DelayState | None = None) -> tuple[Tensor, DelayState | None]:
         if self.kind == "none":
-            y = x_seq @ self.weight.t()
-            return (y if self.bias is None else y + self.bias), None
+            return linear(x_seq, self.weight, self.bias), None
         if self.kind == "axonal":
             xd, state = axonal_delay(x_seq, self.delays, self.dt, self.taps, self.mode, self.sigma, state)
-            y = xd @ self.weight.t()
-            return (y if self.bias is None else y + self.bias), state
+            return linear(xd, self.weight, self.bias), state
         return synaptic_delay_linear(
             x_seq, self.weight, self.delays, self.dt, self.taps, self.mode, self.sigma, self.bias, state
         )

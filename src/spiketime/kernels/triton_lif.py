@@ -1,0 +1,476 @@
+r"""Triton kernels of the fused LIF scan (the CUDA kernels of ``spiketime::lif_scan_fwd``/``lif_scan_bwd``).
+
+Same contract as :func:`spiketime.kernels.lif_scan._fwd_any` / ``_bwd_any`` (equations and the
+adjoint recursion in :mod:`spiketime.kernels.lif_scan`'s docstring); the loop structure and the
+order of every floating-point operation mirror ``lif_scan.c``, and the kernels are compiled with
+``enable_fp_fusion=False`` (no FMA contraction), so that in float32 the forward of the step spike
+rounds exactly like the CPU kernels and the PyTorch reference. The surrogate's special functions are
+Triton's (``exp``, ``erf``) or a Cephes-style ``atan`` written here: a few ulp from the CPU's libm.
+
+Layout: one launch per pass. Each program owns ``BLOCK`` consecutive elements of the contiguous
+``B*N`` axis (coalesced loads; ``beta, alpha`` gathered once with ``n = j % N``) and runs the whole
+time loop in registers (forward ``t = 0..T-1``, backward ``t = T-1..0``). The loop is split into
+chunks of ``CHUNK`` steps whose loads are all issued before the chunk's arithmetic, so that ``CHUNK``
+loads per stream are in flight at once (the scan is latency-bound when ``B*N`` is small), and a
+per-step loop takes the rest. Arithmetic is float32 (float64 for float64 inputs); ``x`` and the
+incoming gradients may be bf16/fp16 and are converted on load; ``s`` is stored in ``x``'s dtype.
+When the compute dtype ``promote(x.dtype, beta.dtype)`` is bf16/fp16 itself, ``v`` and ``i`` are
+rounded to it at every step (the carried state is what is stored, so the backward recomputes the
+same spikes) but the arithmetic stays float32: close to, not bitwise equal to, the PyTorch loop.
+
+The backward keeps ``v[t]``, its spike and ``i[t]`` from the previous (later) step, so every saved
+tensor is read once; ``dL/dbeta`` and ``dL/dalpha`` are accumulated per element over ``t`` in
+registers, written to a ``[B*N]`` buffer and summed over ``B`` in PyTorch (deterministic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3}
+_LOW = (torch.float16, torch.bfloat16)
+_SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise helpers (the formulas of spiketime.surrogate / lif_scan.c, same operation order)
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _atan(x):
+    """``atan`` from +, *, / and selects (Cephes ``atanf`` in float32, ``atan`` in float64)."""
+    ax = tl.abs(x)
+    if x.dtype == tl.float64:
+        big = ax > 2.41421356237309504880
+        mid = ax > 0.66
+        xr = tl.where(big, -1.0 / ax, tl.where(mid, (ax - 1.0) / (ax + 1.0), ax))
+        z = xr * xr
+        p = (((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
+             - 1.228866684490136173410e2) * z - 6.485021904942025371773e1
+        q = ((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z + 4.328810604912902668951e2) * z
+             + 4.853903996359136964868e2) * z + 1.945506571482613964425e2
+        r = xr * (z * p / q) + xr
+        r = tl.where(big, r + 6.123233995736765886130e-17, tl.where(mid, r + 0.5 * 6.123233995736765886130e-17, r))
+        y = tl.where(big, 1.57079632679489661923, tl.where(mid, 0.78539816339744830962, 0.0)) + r
+    else:
+        big = ax > 2.414213562373095
+        mid = ax > 0.4142135623730950
+        xr = tl.where(big, -1.0 / ax, tl.where(mid, (ax - 1.0) / (ax + 1.0), ax))
+        z = xr * xr
+        r = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z * xr + xr
+        y = tl.where(big, 1.5707963267948966, tl.where(mid, 0.7853981633974483, 0.0)) + r
+    return tl.where(x < 0, -y, y)
+
+
+@triton.jit
+def _sg_grad(x, k, SUR: tl.constexpr):
+    """Surrogate derivative at ``x = v - theta`` (``k``: the surrogate's scale)."""
+    if SUR == 0:  # fast sigmoid
+        d = k * tl.abs(x) + 1.0
+        r = 1.0 / (d * d)
+    elif SUR == 1:  # gaussian
+        z = x / k
+        r = tl.exp(-0.5 * z * z) / (2.5066282746310002 * k)
+    elif SUR == 2:  # arctan
+        z = 1.5707963267948966 * k * x
+        r = (k / 2.0) / (1.0 + z * z)
+    else:  # triangle
+        g = 1.0 - tl.abs(x) / k
+        r = tl.where(g > 0, g, 0.0) / k
+    return r
+
+
+@triton.jit
+def _sg_prim(x, k, SUR: tl.constexpr):
+    """The surrogate's primitive (the smooth spike) at ``x = v - theta``."""
+    if SUR == 0:
+        r = x / (1.0 + k * tl.abs(x))
+    elif SUR == 1:
+        r = 0.5 * (1.0 + tl.math.erf(x / (k * 1.4142135623730951)))
+    elif SUR == 2:
+        r = _atan(1.5707963267948966 * k * x) / 3.141592653589793 + 0.5
+    else:
+        u = x / k
+        u = tl.where(u < -1.0, -1.0, tl.where(u > 1.0, 1.0, u))
+        sgn = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
+        r = 0.5 + u - sgn * u * u / 2.0
+    return r
+
+
+@triton.jit
+def _spike(v, theta, k, SUR: tl.constexpr, SMOOTH: tl.constexpr):
+    if SMOOTH:
+        s = _sg_prim(v - theta, k, SUR)
+    else:
+        s = tl.where(v > theta, 1.0, 0.0).to(v.dtype)
+    return s
+
+
+@triton.jit
+def _fwd_step(xt, v, i, s, b, a, theta, k, RT: tl.constexpr, RESET: tl.constexpr, SUR: tl.constexpr,
+              SMOOTH: tl.constexpr, SYN: tl.constexpr, LOWP: tl.constexpr):
+    """One step ``(v[t-1], i[t-1], s[t-1]) -> (v[t], i[t], s[t])``, in lif_scan.c's operation order."""
+    if SYN:
+        ic = a * i + xt
+        if LOWP:
+            ic = ic.to(RT).to(v.dtype)
+    else:
+        ic = xt
+    if RESET == 1:
+        vc = (b * v) * (1.0 - s) + (1.0 - b) * ic
+    else:
+        vc = b * v + (1.0 - b) * ic
+    if RESET == 0:
+        vc = vc - theta * s
+    if LOWP:
+        vc = vc.to(RT).to(v.dtype)
+    return vc, ic, _spike(vc, theta, k, SUR, SMOOTH)
+
+
+@triton.jit
+def _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, RESET: tl.constexpr,
+              SUR: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr):
+    """One reverse step of the adjoint recursion; returns ``(a_v[t], a_i[t] = dL/dx[t], carry, gb, ga)``."""
+    as_ = gs
+    if not DETACH:
+        if RESET == 0:
+            as_ = as_ - theta * avn
+        elif RESET == 1:
+            as_ = as_ - b * v * avn
+    av = gv + _sg_grad(v - theta, k, SUR) * as_
+    if RESET == 1:
+        av = av + avn * (b * (1.0 - sv))
+    else:
+        av = av + avn * b
+    ai = av * (1.0 - b) + aic
+    if RESET == 1:
+        veff = vp * (1.0 - sp)
+    else:
+        veff = vp
+    gb = gb + av * (veff - it)
+    if SYN:
+        ga = ga + ai * ip
+        aic = ai * a
+    else:
+        aic = tl.zeros_like(ai)
+    return av, ai, aic, gb, ga
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit(do_not_specialize=["T"])
+def _lif_fwd_kernel(
+    x_ptr, beta_ptr, alpha_ptr, v0_ptr, i0_ptr, s0_ptr, s_ptr, v_ptr, i_ptr, iT_ptr,
+    T, BN, N, theta_arg: tl.float64, scale_arg: tl.float64,
+    RESET: tl.constexpr, SUR: tl.constexpr, SMOOTH: tl.constexpr, SYN: tl.constexpr,
+    CT: tl.constexpr, LOWP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    n = offs % N
+    RT: tl.constexpr = v_ptr.dtype.element_ty
+    theta = tl.full((), theta_arg, CT)
+    k = tl.full((), scale_arg, CT)
+    b = tl.load(beta_ptr + n, mask=mask, other=0.0).to(CT)
+    if SYN:
+        a = tl.load(alpha_ptr + n, mask=mask, other=0.0).to(CT)
+    else:
+        a = b
+    v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(CT)
+    i = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(CT)
+    s = tl.load(s0_ptr + offs, mask=mask, other=0.0).to(CT)
+    xp = x_ptr + offs
+    sp = s_ptr + offs
+    vp = v_ptr + offs
+    ip = i_ptr + offs
+    t_main = (T // CHUNK) * CHUNK
+    for _t0 in range(0, t_main, CHUNK):
+        xs = ()
+        for c in tl.static_range(CHUNK):  # all of the chunk's loads in flight before its arithmetic
+            xs = xs + (tl.load(xp + c * BN, mask=mask, other=0.0),)
+        for c in tl.static_range(CHUNK):
+            v, i, s = _fwd_step(xs[c].to(CT), v, i, s, b, a, theta, k, RT, RESET, SUR, SMOOTH, SYN, LOWP)
+            tl.store(vp + c * BN, v, mask=mask)
+            tl.store(sp + c * BN, s, mask=mask)
+            if SYN:
+                tl.store(ip + c * BN, i, mask=mask)
+        xp += CHUNK * BN
+        sp += CHUNK * BN
+        vp += CHUNK * BN
+        ip += CHUNK * BN
+    for _t in range(t_main, T):
+        xt = tl.load(xp, mask=mask, other=0.0).to(CT)
+        v, i, s = _fwd_step(xt, v, i, s, b, a, theta, k, RT, RESET, SUR, SMOOTH, SYN, LOWP)
+        tl.store(vp, v, mask=mask)
+        tl.store(sp, s, mask=mask)
+        if SYN:
+            tl.store(ip, i, mask=mask)
+        xp += BN
+        sp += BN
+        vp += BN
+        ip += BN
+    tl.store(iT_ptr + offs, i, mask=mask)
+
+
+@triton.jit(do_not_specialize=["T"])
+def _lif_bwd_kernel(
+    gs_ptr, gv_ptr, giT_ptr, v_ptr, iall_ptr, beta_ptr, alpha_ptr, v0_ptr, i0_ptr, s0_ptr,
+    gx_ptr, gb_ptr, ga_ptr, gv0_ptr, gi0_ptr, gs0_ptr,
+    T, BN, N, theta_arg: tl.float64, scale_arg: tl.float64,
+    RESET: tl.constexpr, SUR: tl.constexpr, SMOOTH: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr,
+    CT: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+):
+    """Reverse scan over ``t = T-1..0`` (``T >= 1``). Row ``t`` of every ``[T, B*N]`` stream is at ``t*BN``."""
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    n = offs % N
+    theta = tl.full((), theta_arg, CT)
+    k = tl.full((), scale_arg, CT)
+    b = tl.load(beta_ptr + n, mask=mask, other=0.0).to(CT)
+    if SYN:
+        a = tl.load(alpha_ptr + n, mask=mask, other=0.0).to(CT)
+    else:
+        a = b
+    v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(CT)
+    s0 = tl.load(s0_ptr + offs, mask=mask, other=0.0).to(CT)
+    avn = tl.zeros([BLOCK], CT)
+    aic = tl.load(giT_ptr + offs, mask=mask, other=0.0).to(CT)
+    gb = tl.zeros([BLOCK], CT)
+    ga = tl.zeros([BLOCK], CT)
+    # pointers at row T-1 (gs, gv, gx, iall without synapse) and at row T-2 (v, i of the previous step)
+    last = (T - 1).to(tl.int64) * BN
+    gsp = gs_ptr + last + offs
+    gvp = gv_ptr + last + offs
+    gxp = gx_ptr + last + offs
+    vpp = v_ptr + last + offs - BN
+    ipp = iall_ptr + last + offs - BN
+    xtp = iall_ptr + last + offs
+    # carried from the later step: v[t], its spike, i[t]
+    v = tl.load(v_ptr + last + offs, mask=mask, other=0.0).to(CT)
+    if RESET == 1:
+        sv = _spike(v, theta, k, SUR, SMOOTH)
+    else:
+        sv = v
+    if SYN:
+        it = tl.load(iall_ptr + last + offs, mask=mask, other=0.0).to(CT)
+    else:
+        it = v
+    n_chunks = (T - 1) // CHUNK  # chunks cover t = T-1 .. T-n_chunks*CHUNK (all >= 1)
+    for _ch in range(n_chunks):
+        g_s = ()
+        g_v = ()
+        v_p = ()
+        i_p = ()
+        for c in tl.static_range(CHUNK):
+            g_s = g_s + (tl.load(gsp - c * BN, mask=mask, other=0.0),)
+            g_v = g_v + (tl.load(gvp - c * BN, mask=mask, other=0.0),)
+            v_p = v_p + (tl.load(vpp - c * BN, mask=mask, other=0.0),)
+            if SYN:
+                i_p = i_p + (tl.load(ipp - c * BN, mask=mask, other=0.0),)
+            else:
+                i_p = i_p + (tl.load(xtp - c * BN, mask=mask, other=0.0),)
+        for c in tl.static_range(CHUNK):
+            vp = v_p[c].to(CT)
+            if RESET == 1:
+                sp = _spike(vp, theta, k, SUR, SMOOTH)
+            else:
+                sp = vp
+            if SYN:
+                ip = i_p[c].to(CT)
+            else:
+                ip = vp
+                it = i_p[c].to(CT)
+            avn, ai, aic, gb, ga = _bwd_step(g_s[c].to(CT), g_v[c].to(CT), v, sv, vp, sp, it, ip, avn, aic, gb, ga,
+                                             b, a, theta, k, RESET, SUR, DETACH, SYN)
+            tl.store(gxp - c * BN, ai, mask=mask)
+            v = vp
+            sv = sp
+            it = ip
+        gsp -= CHUNK * BN
+        gvp -= CHUNK * BN
+        gxp -= CHUNK * BN
+        vpp -= CHUNK * BN
+        ipp -= CHUNK * BN
+        xtp -= CHUNK * BN
+    if SYN:
+        i0 = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(CT)
+    else:
+        i0 = v0
+    n_rest = T - n_chunks * CHUNK
+    for r in range(n_rest):  # t = n_rest-1 .. 0
+        first = r == n_rest - 1  # t == 0: the previous state is the initial one
+        later = r < n_rest - 1
+        gs = tl.load(gsp, mask=mask, other=0.0).to(CT)
+        gv = tl.load(gvp, mask=mask, other=0.0).to(CT)
+        vp = tl.where(first, v0, tl.load(vpp, mask=mask & later, other=0.0).to(CT))
+        if RESET == 1:
+            sp = tl.where(first, s0, _spike(vp, theta, k, SUR, SMOOTH))
+        else:
+            sp = vp
+        if SYN:
+            ip = tl.where(first, i0, tl.load(ipp, mask=mask & later, other=0.0).to(CT))
+        else:
+            ip = vp
+            it = tl.load(xtp, mask=mask, other=0.0).to(CT)
+        avn, ai, aic, gb, ga = _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga,
+                                         b, a, theta, k, RESET, SUR, DETACH, SYN)
+        tl.store(gxp, ai, mask=mask)
+        v = vp
+        sv = sp
+        it = ip
+        gsp -= BN
+        gvp -= BN
+        gxp -= BN
+        vpp -= BN
+        ipp -= BN
+        xtp -= BN
+    # propagate a_v[0] (avn) and the carried current gradient to the initial state
+    if RESET == 1:
+        g_v0 = avn * (b * (1.0 - s0))
+        if DETACH:
+            g_s0 = tl.zeros_like(avn)
+        else:
+            g_s0 = -(b * v0) * avn
+    else:
+        g_v0 = avn * b
+        if RESET == 0 and not DETACH:
+            g_s0 = -theta * avn
+        else:
+            g_s0 = tl.zeros_like(avn)
+    if SYN:
+        g_i0 = aic
+    else:
+        g_i0 = tl.zeros_like(avn)
+    tl.store(gv0_ptr + offs, g_v0, mask=mask)
+    tl.store(gs0_ptr + offs, g_s0, mask=mask)
+    tl.store(gi0_ptr + offs, g_i0, mask=mask)
+    tl.store(gb_ptr + offs, gb, mask=mask)
+    if SYN:
+        tl.store(ga_ptr + offs, ga, mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch configuration
+# ---------------------------------------------------------------------------------------------
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def launch_config(bn: int, device: torch.device, backward: bool) -> tuple[int, int, int]:
+    """``(BLOCK, num_warps, CHUNK)`` for ``B*N = bn`` elements.
+
+    The scan is sequential in ``t``, so the only parallelism is ``B*N``: for small ``B*N`` the
+    programs are kept small (one element per thread) so that every SM gets work, and the loads of a
+    whole chunk of steps are issued together to hide the memory latency; for large ``B*N`` each thread
+    takes 4 contiguous elements (16-byte float32 accesses) with a shorter chunk to bound registers.
+    Overridable with :func:`set_launch_config` (for tuning)."""
+    if _OVERRIDE:
+        return _OVERRIDE[1 if backward else 0]
+    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device()) \
+        if device.type == "cuda" else 132
+    if bn >= 4 * sms * 512:
+        return (512, 4, 4 if backward else 8)
+    if bn >= 2 * sms * 256:
+        return (256, 4, 8 if backward else 16)
+    return (128, 4, 8 if backward else 16)
+
+
+_OVERRIDE: list = []
+
+
+def set_launch_config(fwd: tuple[int, int, int] | None, bwd: tuple[int, int, int] | None = None) -> None:
+    """Force ``(BLOCK, num_warps, CHUNK)`` for the forward and backward kernels (None: the heuristic)."""
+    _OVERRIDE.clear()
+    if fwd is not None:
+        _OVERRIDE.extend([fwd, bwd or fwd])
+
+
+def _device_guard(t: Tensor):
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _tl_dtype(dt: torch.dtype):
+    return tl.float64 if dt == torch.float64 else tl.float32
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points (the contract of lif_scan._fwd_any / _bwd_any)
+# ---------------------------------------------------------------------------------------------
+
+def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset):
+    """Forward scan: ``(s [T,B,N] in x's dtype, v, i (or empty), i_T)`` in the compute dtype."""
+    from spiketime.kernels.lif_scan import _fwd_any
+
+    ct = torch.promote_types(x.dtype, beta.dtype)
+    T, B, N = x.shape
+    if T == 0 or B * N == 0 or x.dtype not in _SUPPORTED or ct not in _SUPPORTED:
+        return _fwd_any(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset)
+    bn = B * N
+    x = x.contiguous()
+    beta_c = beta.to(ct).contiguous()
+    alpha_c = alpha.to(ct).contiguous() if alpha is not None else beta_c
+    v0c, i0c, s0c = (t.to(ct).expand(B, N).contiguous() for t in (v0, i0, s0))
+    s = torch.empty_like(x)
+    v = torch.empty(x.shape, dtype=ct, device=x.device)
+    i = torch.empty(x.shape, dtype=ct, device=x.device) if alpha is not None else x.new_empty(0, dtype=ct)
+    i_T = torch.empty((B, N), dtype=ct, device=x.device)
+    block, warps, chunk = launch_config(bn, x.device, backward=False)
+    with _device_guard(x):
+        _lif_fwd_kernel[(triton.cdiv(bn, block),)](
+            x, beta_c, alpha_c, v0c, i0c, s0c, s, v, i if alpha is not None else v, i_T,
+            T, bn, N, float(theta), float(scale),
+            RESET=int(reset), SUR=SURROGATE_CODES[surrogate], SMOOTH=bool(smooth), SYN=alpha is not None,
+            CT=_tl_dtype(ct), LOWP=ct in _LOW, BLOCK=block, CHUNK=chunk,
+            num_warps=warps, enable_fp_fusion=False,
+        )
+    return s, v, i, i_T
+
+
+def lif_scan_bwd_triton(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
+                        smooth, detach_reset):
+    """Backward scan: gradients of ``x`` (compute dtype), ``beta, alpha`` (empty without a synapse),
+    ``v0, i0, s0``."""
+    from spiketime.kernels.lif_scan import _bwd_any
+
+    ct = v_seq.dtype
+    T, B, N = v_seq.shape
+    if T == 0 or B * N == 0 or ct not in _SUPPORTED or any(
+            t.dtype not in _SUPPORTED for t in (g_s, g_v, i_all)):
+        return _bwd_any(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
+                        smooth, detach_reset)
+    bn = B * N
+    acc = torch.float64 if ct == torch.float64 else torch.float32
+    g_s, g_v, v_seq, i_all = (t.contiguous() for t in (g_s, g_v, v_seq, i_all))
+    g_iTc = g_iT.to(ct).expand(B, N).contiguous()
+    beta_c = beta.to(ct).contiguous()
+    alpha_c = alpha.to(ct).contiguous() if alpha is not None else beta_c
+    v0c, i0c, s0c = (t.to(ct).expand(B, N).contiguous() for t in (v0, i0, s0))
+    g_x = torch.empty(v_seq.shape, dtype=ct, device=v_seq.device)
+    g_beta_bn = torch.empty((B, N), dtype=acc, device=v_seq.device)
+    g_alpha_bn = torch.empty((B, N), dtype=acc, device=v_seq.device) if alpha is not None else g_beta_bn
+    g_v0, g_i0, g_s0 = (torch.empty((B, N), dtype=ct, device=v_seq.device) for _ in range(3))
+    block, warps, chunk = launch_config(bn, v_seq.device, backward=True)
+    with _device_guard(v_seq):
+        _lif_bwd_kernel[(triton.cdiv(bn, block),)](
+            g_s, g_v, g_iTc, v_seq, i_all, beta_c, alpha_c, v0c, i0c, s0c,
+            g_x, g_beta_bn, g_alpha_bn, g_v0, g_i0, g_s0,
+            T, bn, N, float(theta), float(scale),
+            RESET=int(reset), SUR=SURROGATE_CODES[surrogate], SMOOTH=bool(smooth), DETACH=bool(detach_reset),
+            SYN=alpha is not None, CT=_tl_dtype(ct), BLOCK=block, CHUNK=chunk,
+            num_warps=warps, enable_fp_fusion=False,
+        )
+    g_beta = g_beta_bn.sum(0).to(beta.dtype)
+    g_alpha = g_alpha_bn.sum(0).to(alpha.dtype) if alpha is not None else v_seq.new_empty(0)
+    return g_x, g_beta, g_alpha, g_v0.to(v0.dtype), g_i0.to(i0.dtype), g_s0.to(s0.dtype)
