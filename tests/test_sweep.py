@@ -1,8 +1,9 @@
-"""``spiketime sweep``: grid x methods x seeds, results.csv, the mean ± std table, resume, --jobs, bad files."""
+"""``spiketime sweep``: grid x methods x seeds, results.csv, the table, resume, --jobs, --executor ray, bad files."""
 
 import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,108 @@ def test_missing_sweep_file_exits_2(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"spiketime: error: {tmp_path / 'nope.yaml'}: sweep file not found"
+
+
+# --executor ray: the missing-Ray error, failing runs named in one line, and the same results as local
+
+
+def error_line(err: str) -> str:
+    """The one error line printed after the progress bar (which also goes to stderr); no traceback."""
+    lines = err.strip().splitlines()
+    assert not any("Traceback" in line or "RayTaskError" in line for line in lines), err
+    assert sum("error" in line.lower() for line in lines) == 1, err
+    return lines[-1]
+
+
+def test_executor_ray_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    path = write_sweep(tmp_path / "small.yaml", base=tiny_base(epochs=1), methods={"LIF": {}}, seeds=[0])
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--executor", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'spiketime: error: --executor ray needs Ray: pip install "spiketime[ray]"\n'
+    assert not out.exists()
+
+
+def test_failing_run_is_named_in_one_line(tmp_path, capsys):
+    """A run that only the data generator rejects: the runs before it are kept, the error names it."""
+    path = write_sweep(tmp_path / "classes.yaml", base=tiny_base(epochs=1), grid={"data.num_classes": [3, 10]},
+                       methods={"LIF": {}}, seeds=[0])
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 2
+    err = error_line(capsys.readouterr().err)
+    assert err.startswith("spiketime: error: sweep run data.num-classes-10__lif__seed0: data: num_classes=10 is too many")
+    assert (out / "runs" / "data.num-classes-3__lif__seed0" / "metrics.json").is_file()
+    assert "num_classes=10" in (out / "runs" / "data.num-classes-10__lif__seed0" / "error.txt").read_text()
+    assert not (out / "results.csv").exists()
+
+
+def test_crashing_run_is_named_in_one_line(tmp_path, capsys, monkeypatch):
+    """Any other exception: exit 1, one line with the run and the error, the traceback in error.txt."""
+    import spiketime.sweep
+
+    def crash(run, out, threads):
+        raise RuntimeError("worker exploded\nsecond line")
+
+    monkeypatch.setattr(spiketime.sweep, "_execute", crash)
+    path = write_sweep(tmp_path / "small.yaml", base=tiny_base(epochs=1), methods={"LIF": {}}, seeds=[0, 1])
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 1
+    err = error_line(capsys.readouterr().err)
+    error_txt = out / "runs" / "all__lif__seed0" / "error.txt"
+    assert err == f"spiketime: error: sweep run all__lif__seed0 failed: RuntimeError: worker exploded (traceback in {error_txt})"
+    assert "Traceback" in error_txt.read_text() and "in crash" in error_txt.read_text()
+    assert not (out / "runs" / "all__lif__seed1").exists()  # the sweep stops at the first failure
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of 2 CPUs, used by the sweeps below (which therefore do not start their own)."""
+    try:  # not installed, or installed without a dependency: skip (importorskip lets the latter error)
+        import ray
+    except ImportError as e:
+        pytest.skip(f"ray is not importable: {e}")
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # never a cluster named by $RAY_ADDRESS
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow  # 20-40 s with the start of Ray on 2 busy cores: two sweeps of 2 runs
+def test_executor_ray_matches_local(tmp_path, local_ray, capsys):
+    path = write_sweep(tmp_path / "small.yaml", base=tiny_base(epochs=1), methods={"LIF": {}}, seeds=[0, 1])
+    tables, rows = {}, {}
+    for executor in ("local", "ray"):
+        out = tmp_path / executor
+        assert main(["sweep", str(path), "--out", str(out), "--executor", executor]) == 0
+        header, rows[executor] = read_csv(out / "results.csv")
+        assert header == COLUMNS
+        tables[executor] = (out / "table.md").read_text()
+        assert sorted(p.name for p in (out / "runs").iterdir()) == ["all__lif__seed0", "all__lif__seed1"]
+    assert local_ray.is_initialized()  # the sweep used the running instance and left it running
+    assert tables["ray"] == tables["local"]
+    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows["ray"]] == \
+        [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows["local"]]
+    assert [r["seed"] for r in rows["ray"]] == ["0", "1"]
+
+    # resume: nothing is left to run, so nothing is submitted and the same files are written
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    assert (tmp_path / "ray" / "table.md").read_text() == tables["local"]
+
+
+def test_executor_ray_failing_run_is_one_line(tmp_path, local_ray, capsys):
+    path = write_sweep(tmp_path / "classes.yaml", base=tiny_base(epochs=1), grid={"data.num_classes": [10]},
+                       methods={"LIF": {}}, seeds=[0])
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--executor", "ray"]) == 2
+    err = error_line(capsys.readouterr().err)
+    assert err.startswith("spiketime: error: sweep run data.num-classes-10__lif__seed0: data: num_classes=10 ")
+    detail = (out / "runs" / "data.num-classes-10__lif__seed0" / "error.txt").read_text()
+    assert "in _execute" in detail and "num_classes=10 is too many" in detail and "\x1b[" not in detail
+
+
+def test_cpus_per_run_more_than_the_cluster(tmp_path, local_ray, capsys):
+    path = write_sweep(tmp_path / "small.yaml", base=tiny_base(epochs=1), methods={"LIF": {}}, seeds=[0])
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--executor", "ray", "--cpus-per-run", "4"]) == 2
+    assert capsys.readouterr().err == "spiketime: error: --cpus-per-run 4 is more than the 2 CPUs of the Ray cluster\n"

@@ -1,4 +1,4 @@
-"""``spiketime sweep``: a grid of config overrides x methods x seeds, run in local processes.
+"""``spiketime sweep``: a grid of config overrides x methods x seeds, run in local processes or on Ray.
 
 Sweep file (YAML)::
 
@@ -16,6 +16,10 @@ Sweep file (YAML)::
 Every run gets ``OUT/runs/<row>__<method>__seed<k>/metrics.json``; runs whose metrics exist are
 skipped, so an interrupted sweep continues where it stopped. ``OUT/results.csv`` has one line per
 run, ``OUT/table.md`` the mean ± std test accuracy per row and method.
+
+Executors: ``local`` (``jobs`` processes) or ``ray`` (one Ray task of ``cpus_per_run`` CPUs per run).
+Both call :func:`_execute` for each run and collect results as runs finish; the first run that
+fails stops the sweep with one line naming it (its traceback goes to ``OUT/runs/<name>/error.txt``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import os
 import re
 import statistics
+import traceback
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -38,6 +44,15 @@ from spiketime.config import Config, ConfigError, apply, from_dict, validate
 from spiketime.rundir import atomic_write_text
 
 COMMANDS = ("train", "baseline")
+EXECUTORS = ("local", "ray")
+RAY_HINT = 'pip install "spiketime[ray]"'
+ERROR_FILE = "error.txt"
+# what an executor yields, in the order runs finish: (run, its metrics or the exception it raised)
+Finished = Iterator[tuple[dict[str, Any], "dict[str, Any] | BaseException"]]
+
+
+class RunFailed(Exception):
+    """A run of the sweep raised something other than a ConfigError; the message is one line."""
 
 
 def _slug(text: str) -> str:
@@ -133,9 +148,15 @@ def _execute(run: dict[str, Any], out: str, threads: int) -> dict[str, Any]:
     return fit(cfg, run_dir, resume=True, command=f"spiketime train --config {run_dir / 'config.yaml'}")
 
 
-def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, markdown: str | Path | None = None) -> Path:
+def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, markdown: str | Path | None = None,
+              executor: str = "local", cpus_per_run: float = 1, ray_address: str | None = None) -> Path:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if cpus_per_run <= 0:
+        raise ConfigError(f"--cpus-per-run must be positive, got {cpus_per_run}")
     sweep = load_sweep(path)
     runs = expand(sweep)
+    ray = _import_ray() if executor == "ray" else None  # fail before anything is written
     out = Path(out) if out else Path("runs") / f"sweep-{sweep['name']}"
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
@@ -146,20 +167,119 @@ def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, ma
             results[run["name"]] = json.loads(m.read_text())
         else:
             todo.append(run)
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {sweep['name']}", unit="run") as bar:
-        if jobs <= 1:
-            for run in todo:
-                results[run["name"]] = _execute(run, str(out), threads)
-                bar.update()
+    ray_started = _ray_connect(ray, ray_address, cpus_per_run) if ray is not None and todo else False
+    try:
+        if ray is not None:  # an absolute OUT: Ray workers need not share the driver's working directory
+            finished = _ray_runs(ray, todo, str(out.resolve()), cpus_per_run)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_execute, run, str(out), threads): run for run in todo}
-                for f in as_completed(futures):
-                    results[futures[f]["name"]] = f.result()
+            finished = _local_runs(todo, str(out), jobs)
+        with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {sweep['name']}", unit="run") as bar:
+            try:
+                for run, result in finished:
+                    if isinstance(result, BaseException):
+                        _fail(run, result, out)
+                    results[run["name"]] = result
+                    (out / "runs" / run["name"] / ERROR_FILE).unlink(missing_ok=True)
                     bar.update()
+            finally:
+                finished.close()  # cancels the runs not finished yet
+    finally:
+        if ray_started:
+            ray.shutdown()
     write_results(sweep, runs, results, out, markdown)
     return out
+
+
+def _local_runs(todo: list[dict[str, Any]], out: str, jobs: int) -> Finished:
+    """(run, metrics or the exception it raised), in the order runs finish, from ``jobs`` local processes."""
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    if jobs <= 1:
+        for run in todo:
+            try:
+                result = _execute(run, out, threads)
+            except Exception as e:
+                result = e
+            yield run, result
+        return
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(_execute, run, out, threads): run for run in todo}
+        for f in as_completed(futures):
+            error = f.exception()
+            yield futures[f], f.result() if error is None else error
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--executor ray needs Ray: {RAY_HINT}") from None
+    return ray
+
+
+def _ray_connect(ray: Any, address: str | None, cpus: float) -> bool:
+    """Connect to Ray unless this process already is; True if this call connected (and must shut down).
+
+    ``ray.init(address)``: with ``address=None`` Ray tries ``$RAY_ADDRESS``, then the cluster last
+    started on this machine, else starts a local instance; ``"auto"`` requires a running cluster;
+    ``"local"`` always starts a new local instance; ``HOST:PORT`` or ``ray://HOST:PORT`` connects there.
+    """
+    if ray.is_initialized():
+        started = False
+    else:
+        try:
+            ray.init(address=address)
+        except Exception as e:  # ConnectionError (no cluster), ValueError (bad address), RuntimeError, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"Ray (--ray-address {address or 'default'}): {first}") from None
+        started = True
+    total = ray.cluster_resources().get("CPU", 0)
+    if total < cpus:
+        if started:
+            ray.shutdown()
+        raise ConfigError(f"--cpus-per-run {cpus:g} is more than the {total:g} CPUs of the Ray cluster")
+    return started
+
+
+def _ray_runs(ray: Any, todo: list[dict[str, Any]], out: str, cpus: float) -> Finished:
+    """(run, metrics or the exception it raised), in the order runs finish, one Ray task per run."""
+    task = ray.remote(num_cpus=cpus)(_execute)
+    refs = {task.remote(run, out, max(1, int(cpus))): run for run in todo}
+    try:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayError as e:
+                result = e
+            yield refs.pop(done[0]), result
+    finally:
+        for ref in refs:  # not finished: cancel (an interrupted train run keeps its checkpoint)
+            try:
+                ray.cancel(ref)
+            except Exception:
+                pass
+
+
+def _fail(run: dict[str, Any], error: BaseException, out: Path) -> None:
+    """Raise one line naming the failed run; its full traceback goes to the run's error.txt."""
+    cause = getattr(error, "cause", None)  # a Ray task error wraps what the run raised
+    cause = cause if isinstance(cause, BaseException) else error
+    run_dir = out / "runs" / run["name"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cause is not error:  # Ray's text of the remote traceback, without its terminal colours
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    else:
+        detail = "".join(traceback.format_exception(error))
+    atomic_write_text(run_dir / ERROR_FILE, detail)
+    first = (str(cause).strip().splitlines() or [""])[0]
+    if isinstance(cause, ConfigError):
+        raise ConfigError(f"sweep run {run['name']}: {first}") from None
+    raise RunFailed(f"sweep run {run['name']} failed: {type(cause).__name__}"
+                    f"{': ' + first if first else ''} (traceback in {run_dir / ERROR_FILE})") from None
 
 
 def _mean_std(values: list[float]) -> str:
