@@ -98,10 +98,15 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                                                     "sqrt(fan_in)`."),
     "model.readout": ("—", "`li`: non-spiking leaky-integrator readout (use a loss on its membrane trace); `lif`: "
                            "spiking readout, requires `train.loss: spike_count`."),
+    "model.backend": ("—", "How the LIF and LI layers scan over time: `auto` and `fused` run the fused kernels "
+                           "(one op per layer and sequence with a hand-written backward pass: compiled C on CPU, "
+                           "Triton on CUDA; see docs/performance.md); `reference` steps the equations under "
+                           "autograd (slow; the tests' oracle). All give the same results."),
     # train
     "train.learner": ("—", "Learning rule; `bptt` (backpropagation through time with surrogate gradients)."),
     "train.epochs": ("epochs", "Maximum number of training epochs (0: evaluate the untrained model)."),
-    "train.batch_size": ("samples", "Mini-batch size (batch order reshuffled every epoch from `(seed, epoch)`)."),
+    "train.batch_size": ("samples", "Mini-batch size (batch order reshuffled every epoch from `(seed, epoch)`); "
+                                    "the global batch under torchrun, split among the ranks (docs/distributed.md)."),
     "train.lr": ("—", "Adam learning rate of the weights."),
     "train.lr_tau": ("log tau per step", "Adam learning rate of the time constants (learned as `log tau`)."),
     "train.lr_delay": ("ms per step", "Adam learning rate of the delays (learned in ms)."),
@@ -117,9 +122,13 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "train.early_stop": ("—", "Stop when the validation accuracy has not improved for `patience` epochs."),
     "train.patience": ("epochs", "Epochs without validation improvement before early stopping."),
     "train.seed": ("—", "Training seed: weight and delay init, and the batch order of every epoch."),
-    "train.device": ("—", "Torch device, e.g. `cpu`, `cuda`, `cuda:1`."),
+    "train.device": ("—", "Torch device, e.g. `cpu`, `cuda`, `cuda:1`; under torchrun `cpu` (gloo) or `cuda` "
+                          "(nccl, rank r on `cuda:LOCAL_RANK`)."),
     "train.progress": ("—", "Show a per-epoch progress bar on stderr (`spiketime train --quiet` and sweeps turn "
                             "it off)."),
+    "train.precision": ("—", "Arithmetic of the forward pass and loss (training and evaluation): `fp32`, or "
+                             "`bf16` / `fp16` under `torch.autocast` (fp16 with a `GradScaler`, checkpointed); "
+                             "parameters and optimiser state stay fp32 (docs/distributed.md)."),
 }
 
 HEADER = """\

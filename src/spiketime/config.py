@@ -92,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 @dataclass
@@ -233,6 +234,7 @@ def validate(cfg: Config) -> Config:
         (t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "null or > 0"),
         (t.patience >= 1, "train.patience", "an integer >= 1"),
         (t.step_size >= 1, "train.step_size", "an integer >= 1"),
+        (t.precision in ("fp32", "bf16", "fp16"), "train.precision", "one of fp32, bf16, fp16"),
         ((t.loss == "spike_count") == (m.readout == "lif"), "train.loss",
          "spike_count exactly when model.readout is lif (a spike count needs a spiking readout)"),
     ]

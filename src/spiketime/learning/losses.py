@@ -29,9 +29,22 @@ def class_scores(y: Tensor, loss: str) -> Tensor:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
-def readout_loss(y: Tensor, target: Tensor, loss: str) -> Tensor:
-    """Scalar training loss of readout ``y`` [T, B, C] against class indices ``target`` [B]."""
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def readout_loss(y: Tensor, target: Tensor, loss: str, reduction: str = "mean") -> Tensor:
+    """Training loss of readout ``y`` [T, B, C] against class indices ``target`` [B].
+
+    ``reduction``: ``mean`` (scalar, the mean over the batch), ``sum`` (scalar, the sum over the batch of the
+    per-sample losses; 0 for an empty batch) or ``none`` (the per-sample losses [B]). For ``per_step`` a
+    sample's loss is its cross-entropy averaged over ``t``, so ``mean`` equals ``sum / B``.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if loss == "per_step":
         t, b, c = y.shape
-        return F.cross_entropy(y.reshape(t * b, c), target.repeat(t))
-    return F.cross_entropy(class_scores(y, loss), target)
+        if reduction == "mean":
+            return F.cross_entropy(y.reshape(t * b, c), target.repeat(t))
+        per_sample = F.cross_entropy(y.reshape(t * b, c), target.repeat(t), reduction="none").reshape(t, b).mean(0)
+        return per_sample.sum() if reduction == "sum" else per_sample
+    return F.cross_entropy(class_scores(y, loss), target, reduction=reduction)

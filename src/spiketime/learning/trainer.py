@@ -6,11 +6,18 @@ epoch ``e`` is drawn from a generator seeded by ``(train.seed, e)``, so a run re
 checkpoint replays exactly the epochs an uninterrupted run would have (bit-identical on CPU).
 Model selection uses the validation split only; the test split is evaluated once, at the end,
 with the best-validation model.
+
+Under ``torchrun`` (see :mod:`spiketime.learning.distributed`) the model is wrapped in
+DistributedDataParallel, every rank trains on its slice of each global batch of ``train.batch_size``
+samples, and only rank 0 writes files. ``train.precision`` runs the forward pass and loss under
+``torch.autocast`` (bf16 or fp16; fp16 with a ``GradScaler`` whose state is checkpointed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shlex
 import sys
 import time
@@ -23,11 +30,13 @@ from tqdm import tqdm
 
 from spiketime.config import Config, ConfigError, from_dict, validate
 from spiketime.data.datasets import Split, Splits, load_splits
+from spiketime.learning.distributed import World, all_sum, broadcast, rank_slice, session, wrap
 from spiketime.learning.losses import class_scores, readout_loss
 from spiketime.nn.network import SpikingNetwork
 from spiketime.rundir import git_commit, torch_save_atomic, versions, write_json, write_yaml
 
 CHECKPOINT, BEST, METRICS = "checkpoint.pt", "best.pt", "metrics.json"
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build_model(cfg: Config, n_in: int, n_out: int) -> SpikingNetwork:
@@ -50,6 +59,21 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: Config) -> torch.optim.lr_s
     return None
 
 
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to the dtype of ``precision`` (``bf16``, ``fp16``) on ``device``'s type; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
+
+
+def build_scaler(cfg: Config, device: str | None = None) -> torch.amp.GradScaler:
+    """The loss scaler: enabled for ``train.precision: fp16``, a pass-through otherwise."""
+    dev = torch.device(device or cfg.train.device).type
+    return torch.amp.GradScaler(dev, enabled=cfg.train.precision == "fp16")
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     """Index batches over ``n`` samples, shuffled when a generator is given."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -64,39 +88,68 @@ def time_major(x: torch.Tensor, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: SpikingNetwork, data: Split, loss: str, batch_size: int = 256, device: str = "cpu",
-             transform: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None) -> dict[str, float]:
+             transform: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+             precision: str = "fp32", world: World | None = None) -> dict[str, float]:
     """Accuracy and mean loss of ``model`` on ``data``; ``transform(x [B, T, C], mask [B, T] | None)`` (e.g. a
-    perturbation) is applied to every batch first."""
+    perturbation) is applied to every batch first. ``precision`` autocasts the forward pass; with a multi-process
+    ``world`` each rank evaluates its share of ``data`` and the sums are all-reduced (same result on every rank)."""
     model.eval()
     correct, total_loss = 0, 0.0
-    for idx in batches(len(data), batch_size):
+    mine = rank_slice(torch.arange(len(data)), world) if world is not None else torch.arange(len(data))
+    for i in range(0, len(mine), batch_size):
+        idx = mine[i:i + batch_size]
         xb = data.x[idx]
         if transform is not None:
             xb = transform(xb, data.mask[idx] if data.mask is not None else None)
         x, y = time_major(xb, device), data.y[idx].to(device)
-        out, _ = model(x)
-        total_loss += readout_loss(out, y, loss).item() * len(idx)
+        with autocast(device, precision):
+            out, _ = model(x)
+            batch_loss = readout_loss(out, y, loss)
+        total_loss += batch_loss.item() * len(idx)
         correct += (class_scores(out, loss).argmax(dim=1) == y).sum().item()
+    if world is not None and world.active:
+        correct, total_loss = all_sum([correct, total_loss], world)
     return {"accuracy": correct / len(data), "loss": total_loss / len(data)}
 
 
-def train_epoch(model: SpikingNetwork, opt: torch.optim.Optimizer, data: Split, cfg: Config, epoch: int) -> float:
-    """One BPTT epoch; returns the mean training loss."""
+def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split, cfg: Config, epoch: int,
+                scaler: torch.amp.GradScaler | None = None, world: World | None = None) -> float:
+    """One BPTT epoch; returns the mean training loss over all samples.
+
+    ``model`` is a :class:`SpikingNetwork` or, with a multi-process ``world``, its DDP wrapper: each rank then
+    backpropagates ``(sum of its per-sample losses) * world.size / len(global batch)``, which DDP's mean over
+    ranks turns into the gradient of the global batch's mean loss (also for a short last batch, and for a
+    rank whose slice is empty: its loss is an empty sum, 0, still connected to every parameter).
+    """
     model.train()
     t = cfg.train
+    world = world or World(device=t.device)
+    device = world.device
+    scaler = scaler or build_scaler(cfg, device)
+    net = getattr(model, "module", model)  # the SpikingNetwork inside a DDP wrapper
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([t.seed, epoch]).generate_state(1)[0]))
     total = 0.0
     for idx in batches(len(data), t.batch_size, g):
-        x, y = time_major(data.x[idx], t.device), data.y[idx].to(t.device)
-        out, _ = model(x)
-        loss = readout_loss(out, y, t.loss)
+        mine = rank_slice(idx, world)
+        x, y = time_major(data.x[mine], device), data.y[mine].to(device)
+        with autocast(device, t.precision):
+            out, _ = model(x)
+            if world.active:
+                summed = readout_loss(out, y, t.loss, reduction="sum")
+                loss = summed * (world.size / len(idx))
+            else:
+                loss = readout_loss(out, y, t.loss)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if t.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        opt.step()
-        model.project_()
-        total += loss.item() * len(idx)
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        net.project_()
+        total += summed.item() if world.active else loss.item() * len(idx)
+    if world.active:
+        (total,) = all_sum([total], world)
     if not math.isfinite(total):
         raise FloatingPointError(f"training loss became {total} in epoch {epoch + 1}; lower train.lr")
     return total / len(data)
@@ -131,37 +184,62 @@ def model_from_checkpoint(ckpt: dict[str, Any], cfg: Config | None = None) -> tu
 
 
 def fit(cfg: Config, out: Path, resume: bool = False, command: str | None = None) -> dict[str, Any]:
-    """Train ``cfg`` into run directory ``out`` (continuing its checkpoint when ``resume``)."""
+    """Train ``cfg`` into run directory ``out`` (continuing its checkpoint when ``resume``).
+
+    Under torchrun (``WORLD_SIZE`` > 1) this joins the process group for the run and leaves it at the end;
+    every rank returns the metrics rank 0 wrote."""
+    with session(cfg.train.device) as world:
+        return _fit(cfg, out, resume, command, world)
+
+
+def _command(world: World) -> str:
+    """The command line that started this run (as ``torchrun ... -m spiketime`` under torchrun)."""
+    cmd = "spiketime " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if world.active:
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world.size))
+        cmd = f"torchrun --nproc_per_node {per_node} -m {cmd}"
+    return cmd
+
+
+def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World) -> dict[str, Any]:
     t = cfg.train
+    device = world.device
     torch.manual_seed(t.seed)
     splits = load_splits(cfg.data)  # data errors come before the run directory exists
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(broadcast(str(out), world))  # rank 0's: default run names hold a timestamp
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    resuming = broadcast(resume and (out / CHECKPOINT).is_file(), world)
     n_in, n_out = splits.channels, splits.num_classes
-    model = build_model(cfg, n_in, n_out).to(t.device)
+    model = build_model(cfg, n_in, n_out).to(device)
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg)
+    scaler = build_scaler(cfg, device)
     state = {"epoch": 0, "history": [], "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0, "train_seconds": 0.0}
-    if resume and (out / CHECKPOINT).is_file():
+    if resuming:
         ckpt = load_checkpoint(out / CHECKPOINT)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
+        if scaler.is_enabled() and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         state = ckpt["state"]
-    else:
+    elif world.is_main:
         write_yaml(out / "config.yaml", cfg.to_dict())
-    command = command or "spiketime " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command or _command(world)
+    ddp = wrap(model, world)
 
     bar = tqdm(range(state["epoch"], t.epochs), initial=state["epoch"], total=t.epochs, desc=cfg.name,
-               unit="epoch", disable=not t.progress, file=sys.stderr, dynamic_ncols=True)
+               unit="epoch", disable=not (t.progress and world.is_main), file=sys.stderr, dynamic_ncols=True)
     for epoch in bar:
         if t.early_stop and state["bad_epochs"] >= t.patience:
             break
         start = time.perf_counter()
-        train_loss = train_epoch(model, opt, splits.train, cfg, epoch)
+        train_loss = train_epoch(ddp, opt, splits.train, cfg, epoch, scaler, world)
         if sched is not None:
             sched.step()
-        val = evaluate(model, splits.val, t.loss, device=t.device)
+        val = evaluate(model, splits.val, t.loss, device=device, precision=t.precision, world=world)
         seconds = time.perf_counter() - start
         state["train_seconds"] += seconds
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
@@ -172,30 +250,37 @@ def fit(cfg: Config, out: Path, resume: bool = False, command: str | None = None
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        common = {"config": cfg.to_dict(), "n_in": n_in, "n_out": n_out, "model": model.state_dict()}
-        if improved:
-            torch_save_atomic({**common, "epoch": epoch + 1, "val_accuracy": val["accuracy"]}, out / BEST)
-        torch_save_atomic({**common, "optimizer": opt.state_dict(),
-                           "scheduler": sched.state_dict() if sched is not None else None, "state": state},
-                          out / CHECKPOINT)
+        if world.is_main:
+            common = {"config": cfg.to_dict(), "n_in": n_in, "n_out": n_out, "model": model.state_dict()}
+            if improved:
+                torch_save_atomic({**common, "epoch": epoch + 1, "val_accuracy": val["accuracy"]}, out / BEST)
+            torch_save_atomic({**common, "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict() if sched is not None else None,
+                               "scaler": scaler.state_dict() if scaler.is_enabled() else None, "state": state},
+                              out / CHECKPOINT)
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val['accuracy']:.3f}", best=f"{state['best_val']:.3f}")
     bar.close()
     stopped_early = t.early_stop and state["bad_epochs"] >= t.patience and state["epoch"] < t.epochs
-    return finalize(cfg, out, splits, state, stopped_early, command)
+    metrics = finalize(cfg, out, splits, state, stopped_early, command, world) if world.is_main else None
+    return broadcast(metrics, world)
 
 
-def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stopped_early: bool, command: str) -> dict[str, Any]:
-    """Evaluate the best-validation model on the test split; write metrics.json, plots and report.md."""
+def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stopped_early: bool, command: str,
+             world: World | None = None) -> dict[str, Any]:
+    """Evaluate the best-validation model on the test split; write metrics.json, plots and report.md
+    (call on rank 0 only under torchrun; ``world`` gives the device and the recorded ``world_size``)."""
     from spiketime.evaluate.report import write_plots, write_report
 
     t = cfg.train
+    world = world or World(device=t.device)
+    device = world.device
     if (out / BEST).is_file():
         model, _ = model_from_checkpoint(load_checkpoint(out / BEST), cfg)
     else:  # epochs == 0: the untrained model
         model = build_model(cfg, splits.channels, splits.num_classes)
-    model.to(t.device)
-    val = evaluate(model, splits.val, t.loss, device=t.device)
-    test = evaluate(model, splits.test, t.loss, device=t.device)
+    model.to(device)
+    val = evaluate(model, splits.val, t.loss, device=device, precision=t.precision)
+    test = evaluate(model, splits.test, t.loss, device=device, precision=t.precision)
     metrics = {
         "test_accuracy": test["accuracy"],
         "val_accuracy": val["accuracy"],
@@ -208,6 +293,7 @@ def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stop
         "stopped_early": stopped_early,
         "seed": t.seed,
         "learner": t.learner,
+        "world_size": world.size,
         "history": state["history"],
         "config": cfg.to_dict(),
         "versions": versions(),
