@@ -1,4 +1,4 @@
-"""The ``spiketime`` command: train, eval, baseline, sweep.
+"""The ``spiketime`` command: train, eval, baseline, sweep, data, bench.
 
 Errors in what the user gave (config files, keys, values, checkpoints, run directories) print one
 line ``spiketime: error: ...`` to stderr and exit with code 2.
@@ -7,6 +7,7 @@ line ``spiketime: error: ...`` to stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -96,9 +97,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid x seeds; write results.csv and a mean ± std table", formatter_class=_fmt())
     p.add_argument("sweep_config", metavar="CONFIG", help="sweep YAML (see docs/sweeps.md)")
     p.add_argument("--out", metavar="DIR", default=None, help="sweep directory (default: runs/sweep-<name>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (local processes)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (--executor local)")
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write the table to this markdown file")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: --jobs local processes; ray: one Ray task per run (pip install \"spiketime[ray]\")")
+    p.add_argument("--cpus-per-run", type=float, default=1, metavar="N",
+                   help="CPUs (and torch threads) per run, --executor ray")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="Ray cluster for --executor ray: HOST:PORT, ray://HOST:PORT, auto or local; "
+                        "None: $RAY_ADDRESS, else a running local cluster, else start one")
+    _add_bench_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    from spiketime.bench import DELAYS, LEARNERS, PEERS, PRECISIONS
+
+    p = sub.add_parser("bench", help="time one training step of 700-256-256-20 against snnTorch, SpikingJelly, Norse",
+                       formatter_class=_fmt(), epilog="Rows: spiketime, each peer (and backend), the matmul floor; "
+                       "a missing peer is a 'skipped' row. See benchmarks/README.md.")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--T", metavar="T1,T2,...", default="250,1000,3000", help="sequence lengths (time steps of 1 ms)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: 256 on cuda, 32 on cpu)")
+    p.add_argument("--delays", choices=DELAYS, default="none", help="spiketime's delays (the peers have none)")
+    p.add_argument("--learner", choices=sorted(LEARNERS), default="bptt", help="learning rule of the timed step")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                   help="fp32, or autocast (mixed precision) to bf16/fp16")
+    p.add_argument("--peers", metavar="P1,P2", default=",".join(PEERS), help="peers to compare with, or none")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps (the median is reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and input spikes")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; fewer than cores when the machine is shared)")
+    p.add_argument("--json", metavar="OUT", default=None, help="also write all rows and device info to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _out(arg: str | None, name: str) -> Path:
@@ -124,6 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.quiet:
         cfg.train.progress = False
     metrics = fit(cfg, out, resume=bool(args.resume))
+    if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun only rank 0 reports
+        return 0
     print(f"test_accuracy={metrics['test_accuracy']:.4f} val_accuracy={metrics['val_accuracy']:.4f} "
           f"epochs={metrics['epochs']} train_seconds={metrics['train_seconds']:.1f} -> {out}")
     return 0
@@ -265,13 +299,53 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from spiketime.sweep import run_sweep
+    from spiketime.sweep import RunFailed, run_sweep
 
-    run_sweep(args.sweep_config, args.out, jobs=args.jobs, markdown=args.markdown)
+    try:
+        run_sweep(args.sweep_config, args.out, jobs=args.jobs, markdown=args.markdown, executor=args.executor,
+                  cpus_per_run=args.cpus_per_run, ray_address=args.ray_address)
+    except RunFailed as e:  # one line naming the run; its traceback is in the run's error.txt
+        print(f"spiketime: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep, "data": cmd_data}
+def cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from spiketime.bench import BenchArgs, device_info, format_table, parse_peers, parse_T, run_bench
+    from spiketime.rundir import write_json
+
+    T_list, peers = parse_T(args.T), parse_peers(args.peers)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    batch = args.batch if args.batch is not None else (256 if device == "cuda" else 32)
+    if batch < 1 or args.repeats < 1 or args.warmup < 0:
+        raise ConfigError("--batch and --repeats must be >= 1, --warmup >= 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads {args.threads}: expected an integer >= 1")
+        torch.set_num_threads(args.threads)
+    out = Path(args.json) if args.json else None
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--json {out}: is a directory, expected a file name")
+    rows = run_bench(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
+                     args.warmup, seed=args.seed, progress=not args.quiet and sys.stderr.isatty())
+    print(format_table(rows))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        bench = BenchArgs(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
+                          args.warmup, seed=args.seed)
+        write_json(out, {"bench": dataclasses.asdict(bench), "device_info": device_info(device), "rows": rows,
+                         "command": "spiketime " + " ".join(sys.argv[1:]),
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        print(f"-> {out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep, "data": cmd_data,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,723 @@
+"""``spiketime bench``: time one training step of a 700-256-256-20 LIF network against snnTorch, SpikingJelly, Norse.
+
+What is measured (per library/backend and per sequence length ``T``): one learner step (``zero_grad``, forward,
+loss, backward; no optimiser step) of ``Linear 700->256, LIF, Linear 256->256, LIF, Linear 256->20, LI readout``
+with loss = cross-entropy on the max over time of the readout, on random binary input spikes ``[T, B, 700]`` of
+density 0.02 (SHD-like, fixed seed). Every library gets the same weights, the same input and the same neuron
+(dt = 1 ms, tau_mem = tau_out = 10 ms, i.e. beta = exp(-1/10) per step; threshold 1; reset by subtraction):
+
+* **spiketime** -- :class:`spiketime.nn.network.SpikingNetwork` (``tau_syn=None``, ``learn_tau=False``,
+  ``readout="li"``): ``v[t] = beta v[t-1] + (1-beta) W x[t] - theta s[t-1]``, ``s[t] = H(v[t] - theta)``.
+  Surrogate: FastSigmoid (SuperSpike, alpha 5). The only candidate that can have delays (``--delays``).
+* **snnTorch** -- ``snn.Leaky(beta, threshold=1, reset_mechanism="subtract")`` stepped in a Python loop as its
+  tutorials write it (``Linear`` per step), readout ``snn.Leaky(reset_mechanism="none")``:
+  ``mem = beta mem + I - theta reset``. With ``I = (1-beta) W x`` (the weights are copied scaled by ``1-beta``)
+  this is exactly spiketime's neuron: the hidden spikes are identical (tested). Surrogate: ATan (alpha 2);
+  snnTorch detaches the reset.
+* **SpikingJelly** -- ``layer.Linear`` + ``neuron.LIFNode(tau=1/(1-beta), decay_input=True, v_reset=None)`` in
+  step mode ``"m"`` (whole sequence per call), readout ``neuron.NonSpikingLIFNode(decode="max-mem")``:
+  ``H = beta V + (1-beta) X``, ``V = H - theta S``: it subtracts the threshold *before* the next decay, so its
+  reset is ``beta * theta`` in spiketime's convention, and it fires at ``H >= theta`` (spiketime: ``>``).
+  Same cost, slightly different spikes. Surrogate: Sigmoid (alpha 4). One row per implementation it has on
+  the device: ``torch`` (CPU: the Torch reference under autograd); on CUDA also ``cuda`` (its compiled kernels)
+  and ``triton`` when they load (forced like ``SJ_LIF_CUDA_IMPLEMENTATION`` does). Under bf16/fp16 autocast its
+  neuron state is low-precision and it always runs its Torch reference: one row ``spikingjelly/auto``.
+  (SpikingJelly 2.0 has no CuPy backend any more.)
+* **Norse** -- ``LIFBoxCell`` (LIF without synaptic current; ``tau_mem_inv * dt = 1-beta``,
+  ``reset_method=reset_subtract``) stepped in a Python loop, readout ``LIBoxCell``. Euler step
+  ``v + (1-beta)(i - v)`` equals ``beta v + (1-beta) i``; the reset is applied in the step that fires, like
+  SpikingJelly. Surrogate: SuperSpike ``1/(|x|+1)^2`` (``method="super"``; Norse ignores its alpha).
+* **matmul floor** -- the three input matmuls for all time steps at once (``[T*B, 700] @ [700, 256]`` etc.),
+  forward and backward (weight gradients, and input gradients of layers 2 and 3): what any BPTT step costs at
+  least.
+
+Timing: ``warmup`` untimed steps, then the median of ``repeats`` timed steps (``time.perf_counter``, with
+``torch.cuda.synchronize`` on CUDA). Memory: the bytes of tensors saved for backward during one step, measured
+with :func:`torch.autograd.graph.saved_tensors_hooks`, each storage counted once, leaving out the parameters and
+the input batch (they exist whatever the library does); on CUDA also ``torch.cuda.max_memory_allocated`` of one
+step. A peer that is not installed or fails is a row ``skipped: <reason>``, never a crash.
+
+Learners: :data:`LEARNERS` maps a name to a step function ``(model, x, y, amp) -> None``; adding one (an online
+rule) is one entry. A learner may raise :class:`Skip` for models it cannot train (e.g. a peer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import importlib.metadata
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spiketime.config import ConfigError
+
+N_IN, HIDDEN, N_OUT = 700, (256, 256), 20
+DENSITY = 0.02
+DT, TAU_MEM, TAU_OUT, THETA = 1.0, 10.0, 10.0, 1.0
+# spiketime's default init (weight_scale 1) leaves this network almost silent on 2 % input (layer 2 never
+# fires); 3 gives hidden rates of about 4 % and 6 %, so that the spike comparison between libraries means
+# something. The timings of dense implementations do not depend on it.
+WEIGHT_SCALE = 3.0
+PEERS = ("snntorch", "spikingjelly", "norse")
+DEVICES = ("cpu", "cuda")
+DELAYS = ("none", "axonal", "synaptic")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+SPIKETIME, FLOOR = "spiketime", "matmul floor"
+
+
+class Skip(Exception):
+    """A candidate that cannot run here (missing package, no such backend on this device, ...)."""
+
+
+# --------------------------------------------------------------------------------------------- learners
+
+
+def bptt_step(model: nn.Module, x: Tensor, y: Tensor, amp: Callable[[], Any]) -> None:
+    """One BPTT step: ``zero_grad``, forward, cross-entropy on the max over time of the readout, backward."""
+    model.zero_grad(set_to_none=True)
+    with amp():
+        scores = model(x)
+        loss = F.cross_entropy(scores.float(), y)
+    loss.backward()
+
+
+LEARNERS: dict[str, Callable[[nn.Module, Tensor, Tensor, Callable[[], Any]], None]] = {"bptt": bptt_step}
+
+
+# --------------------------------------------------------------------------------------------- models
+# Every model maps x [T, B, n_in] to class scores [B, C] (max over time of its readout) and has
+# ``run(x) -> (hidden spikes per layer [T, B, N], scores)`` for the spike comparison.
+
+
+@dataclass
+class Candidate:
+    name: str  # row label: "spiketime", "snntorch", "spikingjelly/cuda", ...
+    library: str
+    backend: str
+    surrogate: str
+    notes: str = ""
+    model: nn.Module | None = None
+    skip: str | None = None  # reason, when it cannot run
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+def _decays() -> tuple[float, float]:
+    """beta of the hidden layers and of the readout, exactly as spiketime computes them (float32)."""
+    from spiketime.functional.lif import decay
+
+    b = decay(torch.tensor(math.log(TAU_MEM)).exp(), DT).item()
+    bo = decay(torch.tensor(math.log(TAU_OUT)).exp(), DT).item()
+    return b, bo
+
+
+class SpiketimeModel(nn.Module):
+    library = SPIKETIME
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, _ = self.net(x)
+        return y.max(dim=0).values
+
+    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        y, _, outs = self.net.run(x)
+        return outs[:-1], y.max(dim=0).values
+
+
+def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT):
+    from spiketime.config import ModelConfig
+    from spiketime.nn.network import SpikingNetwork
+
+    cfg = ModelConfig(hidden=list(hidden), delays=delays, tau_mem=TAU_MEM, tau_syn=None, learn_tau=False,
+                      tau_out=TAU_OUT, reset="subtract", theta=THETA, readout="li", weight_scale=WEIGHT_SCALE)
+    net = SpikingNetwork(n_in, n_out, cfg, dt=DT, seed=seed)
+    return SpiketimeModel(net), cfg
+
+
+def _linear(w: Tensor) -> nn.Linear:
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    return lin
+
+
+class SnnTorchModel(nn.Module):
+    """snnTorch as its tutorials write it: a per-step loop over ``Linear`` and ``snn.Leaky``."""
+
+    library = "snntorch"
+
+    def __init__(self, weights: list[Tensor], beta: float, beta_out: float) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        # snn.Leaky adds the input current unscaled: fold spiketime's (1 - beta) into the weights.
+        scales = [1.0 - beta] * (len(weights) - 1) + [1.0 - beta_out]
+        self.fcs = nn.ModuleList(_linear(w * s) for w, s in zip(weights, scales))
+        self.lifs = nn.ModuleList(snn.Leaky(beta=beta, threshold=THETA, reset_mechanism="subtract")
+                                  for _ in weights[:-1])
+        self.readout = snn.Leaky(beta=beta_out, threshold=THETA, reset_mechanism="none")
+
+    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        mems = [lif.reset_mem() for lif in self.lifs]
+        mem_out = self.readout.reset_mem()
+        spikes: list[list[Tensor]] = [[] for _ in self.lifs]
+        out = []
+        for t in range(x.shape[0]):
+            h = x[t]
+            for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
+                h, mems[k] = lif(fc(h), mems[k])
+                spikes[k].append(h)
+            _, mem_out = self.readout(self.fcs[-1](h), mem_out)
+            out.append(mem_out)
+        return [torch.stack(s) for s in spikes], torch.stack(out).max(dim=0).values
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.run(x)[1]
+
+
+class SpikingJellyModel(nn.Module):
+    """SpikingJelly in multi-step mode: ``layer.Linear`` and ``neuron.LIFNode`` over the whole sequence."""
+
+    library = "spikingjelly"
+
+    def __init__(self, weights: list[Tensor], beta: float, beta_out: float) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import layer, neuron
+
+        mods: list[nn.Module] = []
+        for w in weights[:-1]:
+            lin = layer.Linear(w.shape[1], w.shape[0], bias=False, step_mode="m")
+            with torch.no_grad():
+                lin.weight.copy_(w)
+            # decay_input: H = V + (X - V) / tau = beta V + (1 - beta) X with tau = 1 / (1 - beta)
+            mods += [lin, neuron.LIFNode(tau=1.0 / (1.0 - beta), decay_input=True, v_threshold=THETA,
+                                         v_reset=None, step_mode="m")]
+        lin = layer.Linear(weights[-1].shape[1], weights[-1].shape[0], bias=False, step_mode="m")
+        with torch.no_grad():
+            lin.weight.copy_(weights[-1])
+        mods += [lin, neuron.NonSpikingLIFNode(tau=1.0 / (1.0 - beta_out), decode="max-mem")]
+        self.net = nn.Sequential(*mods)
+
+    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        from spikingjelly.activation_based import functional, neuron
+
+        functional.reset_net(self.net)
+        spikes, h = [], x
+        for m in self.net:
+            h = m(h)
+            if isinstance(m, neuron.LIFNode):
+                spikes.append(h)
+        return spikes, h
+
+    def forward(self, x: Tensor) -> Tensor:
+        from spikingjelly.activation_based import functional
+
+        functional.reset_net(self.net)
+        return self.net(x)
+
+
+class NorseModel(nn.Module):
+    """Norse's boxed LIF (no synaptic current) stepped over time, ``LIBoxCell`` readout."""
+
+    library = "norse"
+
+    def __init__(self, weights: list[Tensor], beta: float, beta_out: float, device: torch.device) -> None:
+        super().__init__()
+        from norse.torch import LIBoxCell, LIBoxParameters, LIFBoxCell, LIFBoxParameters
+        from norse.torch.functional.reset import reset_subtract
+
+        def t(v: float) -> Tensor:
+            return torch.tensor(v, device=device)
+
+        p = LIFBoxParameters(tau_mem_inv=t(1.0 - beta), v_leak=t(0.0), v_th=t(THETA), v_reset=t(0.0),
+                             reset_method=reset_subtract)
+        self.fcs = nn.ModuleList(_linear(w) for w in weights)
+        self.lifs = nn.ModuleList(LIFBoxCell(p, dt=DT) for _ in weights[:-1])
+        self.readout = LIBoxCell(LIBoxParameters(tau_mem_inv=t(1.0 - beta_out), v_leak=t(0.0)), dt=DT)
+
+    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        states: list[Any] = [None] * len(self.lifs)
+        s_out = None
+        spikes: list[list[Tensor]] = [[] for _ in self.lifs]
+        out = []
+        for t in range(x.shape[0]):
+            h = x[t]
+            for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
+                h, states[k] = lif(fc(h), states[k])
+                spikes[k].append(h)
+            v, s_out = self.readout(self.fcs[-1](h), s_out)
+            out.append(v)
+        return [torch.stack(s) for s in spikes], torch.stack(out).max(dim=0).values
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.run(x)[1]
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, (ImportError, ModuleNotFoundError)):
+        return f"not installed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    msg = f"{type(e).__name__}: {msg}" if not isinstance(e, Skip) else msg
+    return msg if len(msg) <= 160 else msg[:157] + "..."
+
+
+@contextlib.contextmanager
+def _sj_implementation(name: str, device: torch.device) -> Iterator[None]:
+    """Bind SpikingJelly's LIF op to implementation ``name`` on ``device`` (what ``SJ_LIF_CUDA_IMPLEMENTATION``
+    does at import time), check that it is the one selected, and restore the previous binding afterwards."""
+    from spikingjelly._ops import lif as sj_lif
+    from spikingjelly.activation_based.functional import neuron_implementation
+
+    sel = sj_lif._selection
+    old = (sel._requested, dict(sel._selections), dict(sel._compiled_selections))
+    sel._requested = name
+    sel._selections.clear()
+    sel._compiled_selections.clear()
+    try:
+        try:
+            got = neuron_implementation("lif", device)["implementation"]
+        except Exception as e:  # noqa: BLE001 - no such implementation here
+            raise Skip(f"{name} implementation unavailable: {_reason(e)}") from None
+        if got != name:
+            raise Skip(f"spikingjelly bound {got}, not {name}")
+        yield
+    finally:
+        sel._requested = old[0]
+        sel._selections.clear()
+        sel._selections.update(old[1])
+        sel._compiled_selections.clear()
+        sel._compiled_selections.update(old[2])
+
+
+def _peer_candidates(peer: str, weights: list[Tensor], device: torch.device,
+                     precision: str = "fp32") -> list[Candidate]:
+    beta, beta_out = _decays()
+    if peer == "snntorch":
+        c = Candidate("snntorch", "snntorch", "torch", "ATan(alpha=2) [snnTorch default]",
+                      "per-step loop; reset detached")
+        try:
+            importlib.import_module("snntorch")
+            c.model = SnnTorchModel(weights, beta, beta_out).to(device)
+        except Exception as e:  # noqa: BLE001 - a failing peer is a skipped row
+            c.skip = _reason(e)
+        return [c]
+    if peer == "norse":
+        c = Candidate("norse", "norse", "torch", "SuperSpike 1/(|x|+1)^2 [Norse default 'super']",
+                      "per-step loop, LIFBoxCell; reset before decay")
+        try:
+            importlib.import_module("norse.torch")
+            c.model = NorseModel(weights, beta, beta_out, device).to(device)
+        except Exception as e:  # noqa: BLE001
+            c.skip = _reason(e)
+        return [c]
+    if peer == "spikingjelly":
+        # On CUDA SpikingJelly binds one of its implementations per process; each gets a row. Its kernels need
+        # fp32 neuron state: under bf16/fp16 autocast the state follows the input dtype and it runs its Torch
+        # reference whatever is asked, so that case is one "auto" row (what its users get).
+        notes = "multi-step; reset before decay, fires at >="
+        if device.type != "cuda":
+            impls = ["torch"]
+        elif precision == "fp32":
+            impls = ["torch", "cuda", "triton"]
+        else:
+            impls, notes = ["auto"], notes + f"; {precision} state: its Torch reference"
+        cands = [Candidate(f"spikingjelly/{b}", "spikingjelly", b, "Sigmoid(alpha=4) [SpikingJelly default]", notes)
+                 for b in impls]
+        try:
+            importlib.import_module("spikingjelly.activation_based.neuron")
+            model = SpikingJellyModel(weights, beta, beta_out).to(device)
+        except Exception as e:  # noqa: BLE001
+            for c in cands:
+                c.skip = _reason(e)
+            return cands
+        for c in cands:
+            c.model = model
+            if device.type == "cuda" and c.backend != "auto":
+                c.context = lambda b=c.backend: _sj_implementation(b, device)
+        return cands
+    raise ValueError(f"unknown peer {peer!r}")
+
+
+# --------------------------------------------------------------------------------------------- measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_step(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _storage_key(t: Tensor) -> tuple[str, int]:
+    return str(t.device), t.untyped_storage().data_ptr()
+
+
+def saved_tensor_bytes(step: Callable[[], None], exclude: list[Tensor]) -> int:
+    """Bytes of the distinct storages saved for backward while ``step`` runs (storages of ``exclude`` left out).
+
+    Every packed tensor is kept referenced until ``step`` returns, so that no storage address is reused
+    (and counted twice) during the step."""
+    excluded = {_storage_key(t) for t in exclude}
+    seen: dict[tuple[str, int], int] = {}
+    keep: list[Tensor] = []
+
+    def pack(t: Tensor) -> Tensor:
+        keep.append(t)
+        try:
+            key = _storage_key(t)
+            nbytes = t.untyped_storage().nbytes()
+        except (RuntimeError, NotImplementedError):  # no plain storage (sparse, nested, ...)
+            key, nbytes = ("id", id(t)), t.numel() * t.element_size()
+        if key not in excluded:
+            seen[key] = max(seen.get(key, 0), nbytes)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    keep.clear()
+    return sum(seen.values())
+
+
+def _cuda_peak(step: Callable[[], None], device: torch.device) -> int:
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    _sync(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def make_inputs(T: int, batch: int, n_in: int, n_out: int, device: torch.device, seed: int) -> tuple[Tensor, Tensor]:
+    """Binary input spikes [T, B, n_in] of density 0.02 and class labels [B] (seeded, the same for every library)."""
+    g = torch.Generator().manual_seed(seed + T)
+    x = (torch.rand(T, batch, n_in, generator=g) < DENSITY).float()
+    y = torch.randint(0, n_out, (batch,), generator=g)
+    return x.to(device), y.to(device)
+
+
+class MatmulFloor:
+    """The three input matmuls for all steps at once, forward and backward (weights, and inputs of layers 2-3)."""
+
+    def __init__(self, weights: list[Tensor], x: Tensor, amp: Callable[[], Any], seed: int) -> None:
+        T, B, n_in = x.shape
+        g = torch.Generator().manual_seed(seed + 1)
+        self.ws = [w.detach().clone().requires_grad_(True) for w in weights]
+        self.inputs = [x.reshape(T * B, n_in)] + [
+            (torch.rand(T * B, w.shape[1], generator=g) < 0.05).float().to(x.device).requires_grad_(True)
+            for w in weights[1:]]
+        self.amp = amp
+        with torch.no_grad(), amp():
+            self.grads = [torch.ones_like(h @ w.t()) for h, w in zip(self.inputs, self.ws)]
+
+    def step(self) -> None:
+        for t in (*self.ws, *self.inputs[1:]):
+            t.grad = None
+        with self.amp():
+            outs = [h @ w.t() for h, w in zip(self.inputs, self.ws)]
+        torch.autograd.backward(outs, self.grads)
+
+
+# --------------------------------------------------------------------------------------------- the bench
+
+
+def parse_T(text: str) -> list[int]:
+    """``"250,1000"`` -> ``[250, 1000]``; anything else is a one-line :class:`ConfigError`."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"--T {text!r}: expected comma-separated positive integers, e.g. 250,1000,3000")
+    return values
+
+
+def parse_peers(text: str) -> list[str]:
+    """``"snntorch,norse"`` -> the list; ``"none"`` or ``""`` -> no peers."""
+    names = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+    if names in ([], ["none"]):
+        return []
+    bad = [p for p in names if p not in PEERS]
+    if bad:
+        raise ConfigError(f"--peers: unknown {', '.join(bad)}; expected a comma list of {','.join(PEERS)} (or none)")
+    return list(dict.fromkeys(names))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise ConfigError(f"--device {name!r}: expected cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device cuda: CUDA is not available (torch {torch.__version__})")
+    return torch.device(name)
+
+
+def _amp(device: torch.device, precision: str) -> Callable[[], Any]:
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _row(c: Candidate, T: int, batch: int, delays: str, precision: str, learner: str, device: torch.device,
+         **kw: Any) -> dict[str, Any]:
+    row = {"name": c.name, "library": c.library, "backend": c.backend, "T": T, "batch": batch,
+           "delays": delays if c.library == SPIKETIME else "none", "precision": precision, "learner": learner,
+           "device": device.type, "surrogate": c.surrogate, "notes": c.notes, "status": "ok", "reason": None,
+           "ms": None, "ms_min": None, "times_ms": [], "ratio_spiketime": None, "ratio_floor": None,
+           "saved_bytes": None, "saved_bytes_per_step": None, "cuda_peak_bytes": None,
+           "hidden_rate": None, "spike_agreement": None}
+    row.update(kw)
+    return row
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run_bench(
+    T_list: list[int],
+    batch: int | None = None,
+    device: str = "cpu",
+    delays: str = "none",
+    learner: str = "bptt",
+    precision: str = "fp32",
+    peers: list[str] | tuple[str, ...] = PEERS,
+    repeats: int = 5,
+    warmup: int = 2,
+    hidden: tuple[int, ...] = HIDDEN,
+    n_in: int = N_IN,
+    n_out: int = N_OUT,
+    seed: int = 0,
+    progress: bool = False,
+    memory: bool = True,
+) -> list[dict[str, Any]]:
+    """Measure every candidate at every ``T``; returns one row (a dict) per candidate and ``T``.
+
+    Rows of skipped peers have ``status == "skipped"`` and a ``reason``; spiketime and the matmul floor always
+    run (their errors propagate)."""
+    from tqdm import tqdm
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    if delays not in DELAYS:
+        raise ConfigError(f"--delays {delays!r}: expected one of {', '.join(DELAYS)}")
+    if learner not in LEARNERS:
+        raise ConfigError(f"--learner {learner!r}: expected one of {', '.join(LEARNERS)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    batch = batch if batch is not None else (256 if dev.type == "cuda" else 32)
+    if batch < 1 or repeats < 1 or warmup < 0:
+        raise ConfigError("--batch and --repeats must be >= 1, --warmup >= 0")
+    amp, learn = _amp(dev, precision), LEARNERS[learner]
+
+    spk, cfg = build_spiketime(tuple(hidden), delays, seed, n_in, n_out)
+    spk = spk.to(dev)
+    weights = [p.weight.detach() for p in spk.net.projections]
+    cands = [Candidate(SPIKETIME, SPIKETIME, "torch", f"{spk.net.neurons[0].surrogate!r} [spiketime default]",
+                       f"delays={delays}", model=spk)]
+    for peer in peers:
+        cands += _peer_candidates(peer, weights, dev, precision)
+    floor_c = Candidate(FLOOR, FLOOR, "torch", "-", "3 matmuls over T*B rows, fwd+bwd")
+
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(T_list) * (len(cands) + 1), disable=not progress, desc="bench", unit="run", leave=False)
+    try:
+        for T in T_list:
+            x, y = make_inputs(T, batch, n_in, n_out, dev, seed)
+            T_rows: list[dict[str, Any]] = []
+            ref_spikes: list[Tensor] | None = None
+            floor = MatmulFloor(weights, x, amp, seed)
+            for c in [floor_c, *cands]:
+                bar.set_postfix_str(f"T={T} {c.name}")
+                if c.skip is not None:
+                    T_rows.append(_row(c, T, batch, delays, precision, learner, dev, status="skipped", reason=c.skip))
+                    bar.update()
+                    continue
+                if c is floor_c:
+                    step, exclude = floor.step, [x, *floor.ws]
+                else:
+                    model = c.model
+                    step = (lambda m=model: learn(m, x, y, amp))
+                    exclude = [x, *model.parameters()]
+                failure = None
+                try:
+                    with c.context():
+                        times = time_step(step, dev, warmup, repeats)
+                        saved = saved_tensor_bytes(step, exclude) if memory else None
+                        peak = _cuda_peak(step, dev) if dev.type == "cuda" else None
+                        extra: dict[str, Any] = {}
+                        if c is not floor_c:
+                            with torch.no_grad(), amp():
+                                hid, _ = c.model.run(x)
+                            extra["hidden_rate"] = float(torch.cat([h.float().flatten() for h in hid]).mean())
+                            if c.library == SPIKETIME:
+                                ref_spikes = hid
+                            elif ref_spikes is not None and delays == "none":
+                                same = [(a.float() == b.float()).float().flatten() for a, b in zip(hid, ref_spikes)]
+                                extra["spike_agreement"] = float(torch.cat(same).mean())
+                            del hid
+                except Exception as e:  # noqa: BLE001
+                    oom = isinstance(e, torch.OutOfMemoryError)
+                    if c.library in (SPIKETIME, FLOOR) and not oom and not isinstance(e, Skip):
+                        raise
+                    failure = "out of memory" if oom else _reason(e)
+                if failure is not None:  # out of the except block: its traceback no longer holds tensors
+                    T_rows.append(_row(c, T, batch, delays, precision, learner, dev, status="skipped",
+                                       reason=failure))
+                    bar.update()
+                    _free(dev)
+                    continue
+                ms = [1e3 * t for t in times]
+                T_rows.append(_row(c, T, batch, delays, precision, learner, dev, ms=statistics.median(ms),
+                                   ms_min=min(ms), times_ms=ms, saved_bytes=saved,
+                                   saved_bytes_per_step=None if saved is None else saved / T,
+                                   cuda_peak_bytes=peak, **extra))
+                if c.library == SPIKETIME:
+                    T_rows[-1]["spike_agreement"] = 1.0
+                bar.update()
+                _free(dev)
+            floor = x = y = step = ref_spikes = None  # free this T's tensors before the next T's
+            _free(dev)
+            ms_spk = next((r["ms"] for r in T_rows if r["library"] == SPIKETIME and r["ms"]), None)
+            ms_floor = next((r["ms"] for r in T_rows if r["library"] == FLOOR and r["ms"]), None)
+            for r in T_rows:
+                if r["ms"] is not None:
+                    r["ratio_spiketime"] = None if ms_spk is None else r["ms"] / ms_spk
+                    r["ratio_floor"] = None if ms_floor is None else r["ms"] / ms_floor
+            # table order: spiketime, peers, floor
+            rows += [r for r in T_rows if r["library"] != FLOOR] + [r for r in T_rows if r["library"] == FLOOR]
+    finally:
+        bar.close()
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- reporting
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def device_info(device: str) -> dict[str, Any]:
+    """Where the numbers come from: torch/CUDA versions, CPU and GPU names, threads, peer versions, git commit."""
+    from spiketime.rundir import git_commit, versions
+
+    info: dict[str, Any] = {
+        "device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "cpu": _cpu_name(),
+        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+        "versions": versions(), "peers": {p: _version(p) for p in PEERS}, "git_commit": git_commit(),
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        i = torch.cuda.current_device()
+        info.update(gpu=torch.cuda.get_device_name(i), gpu_capability=list(torch.cuda.get_device_capability(i)),
+                    gpu_memory_bytes=torch.cuda.get_device_properties(i).total_memory)
+    return info
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table: library/backend, T, ms/step, ratio to spiketime and to the matmul floor, saved memory."""
+    cuda = any(r["cuda_peak_bytes"] is not None for r in rows)
+    head = ["library/backend", "T", "ms/step", "vs spiketime", "vs floor", "saved MB", "saved KB/step"]
+    head += ["CUDA peak MB"] if cuda else []
+    head += ["spikes = spiketime"]
+    lines = []
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append([r["name"], str(r["T"]), f"skipped: {r['reason']}"])
+            continue
+        cells = [r["name"], str(r["T"]), _f(r["ms"], ".2f"), _f(r["ratio_spiketime"], ".2f"),
+                 _f(r["ratio_floor"], ".2f"),
+                 _f(None if r["saved_bytes"] is None else r["saved_bytes"] / 2**20, ".1f"),
+                 _f(None if r["saved_bytes_per_step"] is None else r["saved_bytes_per_step"] / 2**10, ".1f")]
+        if cuda:
+            cells.append(_f(None if r["cuda_peak_bytes"] is None else r["cuda_peak_bytes"] / 2**20, ".0f"))
+        cells.append("(ref)" if r["library"] == SPIKETIME else
+                     "-" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.2f}%")
+        lines.append(cells)
+    widths = [len(h) for h in head]
+    for cells in lines:
+        if len(cells) == len(head):
+            widths = [max(w, len(c)) for w, c in zip(widths, cells)]
+        else:
+            widths[:2] = [max(w, len(c)) for w, c in zip(widths[:2], cells[:2])]
+
+    def fmt(cells: list[str]) -> str:
+        if len(cells) < len(head):  # skipped row: the reason spans the rest
+            return f"{cells[0]:<{widths[0]}}  {cells[1]:>{widths[1]}}  {cells[2]}"
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [fmt(head), "  ".join("-" * w for w in widths)]
+    prev_T = None
+    for r, cells in zip(rows, lines):
+        if prev_T is not None and r["T"] != prev_T:
+            out.append("")
+        prev_T = r["T"]
+        out.append(fmt(cells))
+    return "\n".join(out)
+
+
+@dataclass
+class BenchArgs:
+    """What ``spiketime bench`` was asked (stored in the JSON)."""
+
+    T: list[int]
+    batch: int
+    device: str
+    delays: str
+    learner: str
+    precision: str
+    peers: list[str]
+    repeats: int
+    warmup: int
+    hidden: list[int] = field(default_factory=lambda: list(HIDDEN))
+    n_in: int = N_IN
+    n_out: int = N_OUT
+    density: float = DENSITY
+    dt_ms: float = DT
+    tau_mem_ms: float = TAU_MEM
+    tau_out_ms: float = TAU_OUT
+    theta: float = THETA
+    weight_scale: float = WEIGHT_SCALE
+    seed: int = 0
