@@ -207,3 +207,33 @@ def test_bad_backend_is_one_line_error():
     x = torch.zeros(3, 1, 2)
     with pytest.raises(ValueError, match="backend must be one of"):
         lif_sequence(x, LIFParams(torch.tensor(10.0)), 1.0, backend="cuda")
+
+
+def _saved_bytes(fn) -> int:
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.numel():
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("syn", [None, 5.0])
+def test_fixed_time_constants_save_no_currents(syn):
+    """With fixed time constants the scan keeps only ``v`` for its backward pass, and the gradients are unchanged."""
+    x, tau, tau_syn, st, _ = _inputs(50, 4, 8, torch.float64, syn, requires_grad=False)
+    x.requires_grad_()
+    leaves = [x]
+    p_fixed = LIFParams(tau, tau_syn, 1.0, "subtract", FastSigmoid())
+    ref = _run("reference", x, tau, tau_syn, st, leaves, "subtract", False, False)
+    fused = _run("fused", x, tau, tau_syn, st, leaves, "subtract", False, False)
+    torch.testing.assert_close(fused[2][0], ref[2][0], rtol=1e-10, atol=1e-12)
+    learnt = tau.clone().requires_grad_()
+    fixed = _saved_bytes(lambda: lif_sequence(x, p_fixed, 1.0))
+    learning = _saved_bytes(lambda: lif_sequence(x, p_fixed._replace(tau_mem=learnt), 1.0))
+    current = x.numel() * x.element_size()  # the [T,B,N] currents; the rest is the [N] decay's own graph
+    assert current <= learning - fixed <= current + 1024

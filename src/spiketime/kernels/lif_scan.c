@@ -3,7 +3,8 @@
  * this file is compiled on first use by spiketime/kernels/cpu.py and called through ctypes.
  * Built with -ffp-contract=off so that every step rounds exactly like the PyTorch reference.
  * Layout: x, s, v, i, g_* are [T, B*N] contiguous; beta, alpha are [N]; j = b*N + n.
- * g_s or g_v NULL: that gradient is zero (the output was not used).
+ * g_s or g_v NULL: that gradient is zero (the output was not used). i_all NULL: beta and alpha need no
+ * gradient (their sums are returned as zeros).
  * reset: 0 subtract, 1 zero, 2 none. sur: 0 fast_sigmoid, 1 gaussian, 2 arctan, 3 triangle.
  */
 #include <math.h>
@@ -100,14 +101,11 @@ void lif_bwd_##SUF(const REAL *g_s, const REAL *g_v, const REAL *g_iT, const REA
                 REAL ai = av * ((REAL)1 - b[c]) + aic[c];                                             \
                 g_x[o + c] = ai;                                                                      \
                 const REAL veff = reset == 1 ? vp * ((REAL)1 - sp) : vp;                              \
-                gb[c] = gb[c] + av * (veff - i_all[o + c]);                                           \
-                if (alpha) {                                                                          \
-                    const REAL ip = t > 0 ? i_all[op + c] : i0[j];                                    \
-                    ga[c] = ga[c] + ai * ip;                                                          \
-                    aic[c] = ai * a[c];                                                               \
-                } else {                                                                              \
-                    aic[c] = 0;                                                                       \
+                if (i_all) {                                                                          \
+                    gb[c] = gb[c] + av * (veff - i_all[o + c]);                                       \
+                    if (alpha) ga[c] = ga[c] + ai * (t > 0 ? i_all[op + c] : i0[j]);                  \
                 }                                                                                     \
+                aic[c] = alpha ? ai * a[c] : (REAL)0;                                                 \
                 avn[c] = av;                                                                          \
             }                                                                                         \
         }                                                                                             \

@@ -83,7 +83,8 @@ def lif_scan_bwd_torch(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Plain-PyTorch backward of the scan (adjoint recursion in the module docstring): returns the
     gradients of ``x, beta, alpha`` (empty without a synapse), ``v0, i0, s0``. ``i_all`` is the current
-    ``i [T,B,N]`` (the input ``x`` itself without a synapse). An empty ``g_s`` or ``g_v`` means zero."""
+    ``i [T,B,N]`` (the input ``x`` itself without a synapse). An empty ``g_s`` or ``g_v`` means zero; an
+    empty ``i_all`` means that ``beta`` and ``alpha`` need no gradient (zeros are returned for them)."""
     T = v_seq.shape[0]
     sur = make_surrogate(surrogate, scale)
     syn = alpha is not None
@@ -114,11 +115,12 @@ def lif_scan_bwd_torch(
         a_i = a_v * one_m_beta
         a_i.add_(a_i_carry)
         g_x[t] = a_i
-        v_eff = v_prev * (1.0 - s_prev) if reset == 1 else v_prev
-        g_beta.addcmul_(a_v, v_eff - i_all[t])
+        if i_all.numel():
+            v_eff = v_prev * (1.0 - s_prev) if reset == 1 else v_prev
+            g_beta.addcmul_(a_v, v_eff - i_all[t])
+            if syn:
+                g_alpha.addcmul_(a_i, i_all[t - 1] if t > 0 else i0)
         if syn:
-            i_prev = i_all[t - 1] if t > 0 else i0
-            g_alpha.addcmul_(a_i, i_prev)
             a_i_carry = a_i * alpha
         else:
             a_i_carry = torch.zeros_like(a_i)
@@ -205,11 +207,12 @@ _bwd_triton = _triton_or(_bwd_any, "lif_scan_bwd_triton")
 
 
 def _bwd_cuda(g_s, g_v, *rest):
-    """Triton's backward reads dense ``g_s, g_v``: an empty (unused, zero) gradient becomes zeros."""
-    v_seq = rest[1]
+    """Triton's backward reads dense ``g_s, g_v, i_all``: an empty one (unused: zero) becomes zeros."""
+    v_seq, i_all = rest[1], rest[2]
     g_s = torch.zeros_like(v_seq) if g_s.numel() == 0 else g_s
     g_v = torch.zeros_like(v_seq) if g_v.numel() == 0 else g_v
-    return _bwd_triton(g_s, g_v, *rest)
+    i_all = torch.zeros_like(v_seq) if i_all.numel() == 0 else i_all  # decays need no gradient
+    return _bwd_triton(g_s, g_v, rest[0], v_seq, i_all, *rest[3:])
 
 
 lif_scan_fwd.register_kernel("cuda")(_fwd_cuda)
@@ -235,7 +238,10 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no [T,B,N] of zeros
     x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset = inputs
     _, v_seq, i_seq, _ = output
-    ctx.save_for_backward(v_seq, x if alpha is None else i_seq, beta, alpha, v0, i0, s0)
+    # the currents only enter the gradients of the decays: fixed time constants save [T,B,N] of memory
+    decay_grad = beta.requires_grad or (alpha is not None and alpha.requires_grad)
+    i_all = (x if alpha is None else i_seq) if decay_grad else v_seq.new_empty(0)
+    ctx.save_for_backward(v_seq, i_all, beta, alpha, v0, i0, s0)
     ctx.args = (theta, reset, surrogate, scale, smooth, detach_reset)
     ctx.x_dtype = x.dtype
 
