@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spiketime.kernels import triton_available
+
 __all__ = [
     "DelayState",
     "MODES",
@@ -214,7 +216,8 @@ def axonal_delay(
 
     ``x_seq``: ``[T, B, N]``; ``delays``: ``[N]`` in ms.  Returns ``y`` ``[T, B, N]`` and the
     new state (the last ``taps-1`` steps of ``cat(state.buffer, x_seq)``).  Computed as a
-    depthwise causal ``conv1d`` (``groups=N``) with the kernel of :func:`delay_kernel`.
+    depthwise causal ``conv1d`` (``groups=N``) with the kernel of :func:`delay_kernel`; on CUDA with Triton,
+    by the gather kernels of :mod:`spiketime.kernels.triton_delay` (same values and gradients).
     """
     _check_mode(mode, sigma)
     _check_taps(taps, mode)
@@ -223,6 +226,11 @@ def axonal_delay(
     if not torch.is_tensor(delays) or tuple(delays.shape) != (n,):
         shape = tuple(delays.shape) if torch.is_tensor(delays) else type(delays).__name__
         raise ValueError(f"delays must have shape [N] = ({n},), got {shape}")
+    if x_seq.is_cuda and not smooth and triton_available():  # fused gather kernel, same values and gradients
+        from spiketime.kernels.triton_delay import axonal_delay_triton
+
+        y, buffer = axonal_delay_triton(x_seq, delays, dt, taps, mode, sigma, state.buffer)
+        return y, DelayState(buffer)
     kernel = delay_kernel(delays, dt, taps, mode, sigma, smooth)  # [N, taps]
     return _causal_conv(x_seq, state.buffer, kernel.unsqueeze(1), groups=n, bias=None)
 

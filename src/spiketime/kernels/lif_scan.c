@@ -1,7 +1,8 @@
 /* Fused LIF scan for the CPU: forward and backward over a whole sequence, per element of [B*N].
  * The equations and the adjoint recursion are in spiketime/kernels/lif_scan.py (module docstring);
  * this file is compiled on first use by spiketime/kernels/cpu.py and called through ctypes.
- * Built with -ffp-contract=off so that every step rounds exactly like the PyTorch reference.
+ * Built with -ffp-contract=off so that every step rounds exactly like the step-by-step reference
+ * (spiketime.functional.lif.lif_step: separate multiplies and adds, no fused multiply-add).
  * Layout: x, s, v, i, g_* are [T, B*N] contiguous; beta, alpha are [N]; j = b*N + n.
  * g_s or g_v NULL: that gradient is zero (the output was not used). i_all NULL: beta and alpha need no
  * gradient (their sums are returned as zeros).

@@ -203,16 +203,7 @@ def _triton_or(fallback, name):
 
 
 _fwd_cuda = _triton_or(_fwd_any, "lif_scan_fwd_triton")
-_bwd_triton = _triton_or(_bwd_any, "lif_scan_bwd_triton")
-
-
-def _bwd_cuda(g_s, g_v, *rest):
-    """Triton's backward reads dense ``g_s, g_v, i_all``: an empty one (unused: zero) becomes zeros."""
-    v_seq, i_all = rest[1], rest[2]
-    g_s = torch.zeros_like(v_seq) if g_s.numel() == 0 else g_s
-    g_v = torch.zeros_like(v_seq) if g_v.numel() == 0 else g_v
-    i_all = torch.zeros_like(v_seq) if i_all.numel() == 0 else i_all  # decays need no gradient
-    return _bwd_triton(g_s, g_v, rest[0], v_seq, i_all, *rest[3:])
+_bwd_cuda = _triton_or(_bwd_any, "lif_scan_bwd_triton")  # Triton skips empty g_s, g_v, i_all like the loops
 
 
 lif_scan_fwd.register_kernel("cuda")(_fwd_cuda)

@@ -3,20 +3,23 @@ r"""Triton kernels of the fused LIF scan (the CUDA kernels of ``spiketime::lif_s
 Same contract as :func:`spiketime.kernels.lif_scan._fwd_any` / ``_bwd_any`` (equations and the
 adjoint recursion in :mod:`spiketime.kernels.lif_scan`'s docstring); the loop structure and the
 order of every floating-point operation mirror ``lif_scan.c``, and the kernels are compiled with
-``enable_fp_fusion=False`` (no FMA contraction), so that in float32 the forward of the step spike
-rounds exactly like the CPU kernels and the PyTorch reference. The surrogate's special functions are
+``enable_fp_fusion=False`` (no FMA contraction, IEEE division), so that the forward of the step spike
+rounds exactly like the compiled CPU scan (bitwise equal ``s, v, i``; the PyTorch loop differs from
+both by an ulp where its CPU ``addcmul`` fuses a multiply-add). The surrogate's special functions are
 Triton's (``exp``, ``erf``) or a Cephes-style ``atan`` written here: a few ulp from the CPU's libm.
 
 Layout: one launch per pass. Each program owns ``BLOCK`` consecutive elements of the contiguous
 ``B*N`` axis (coalesced loads; ``beta, alpha`` gathered once with ``n = j % N``) and runs the whole
-time loop in registers (forward ``t = 0..T-1``, backward ``t = T-1..0``). The loop is split into
-chunks of ``CHUNK`` steps whose loads are all issued before the chunk's arithmetic, so that ``CHUNK``
-loads per stream are in flight at once (the scan is latency-bound when ``B*N`` is small), and a
-per-step loop takes the rest. Arithmetic is float32 (float64 for float64 inputs); ``x`` and the
-incoming gradients may be bf16/fp16 and are converted on load; ``s`` is stored in ``x``'s dtype.
-When the compute dtype ``promote(x.dtype, beta.dtype)`` is bf16/fp16 itself, ``v`` and ``i`` are
-rounded to it at every step (the carried state is what is stored, so the backward recomputes the
-same spikes) but the arithmetic stays float32: close to, not bitwise equal to, the PyTorch loop.
+time loop in registers (forward ``t = 0..T-1``, backward ``t = T-1..0``). The loop runs over chunks of
+``CHUNK`` steps, software-pipelined: the loads of the next chunk are issued before the arithmetic of
+the current one, so that up to ``2*CHUNK`` rows of every input stream are in flight while the
+dependent steps compute (the scan is latency-bound when ``B*N`` is small); a per-step loop takes the
+remaining steps. Arithmetic is float32 (float64 for float64 inputs); ``x`` and the incoming
+gradients may be bf16/fp16 and are converted on load; ``s`` is stored in ``x``'s dtype. When the
+compute dtype ``promote(x.dtype, beta.dtype)`` is bf16/fp16 itself, ``v``, ``i`` and ``s`` are rounded
+to it at every step (the carried state is what is stored, so the backward recomputes the same
+spikes) but the arithmetic stays float32: close to, not bitwise equal to, the PyTorch loop, which
+rounds after every operation.
 
 The backward keeps ``v[t]``, its spike and ``i[t]`` from the previous (later) step, so every saved
 tensor is read once; ``dL/dbeta`` and ``dL/dalpha`` are accumulated per element over ``t`` in
@@ -36,11 +39,23 @@ from torch import Tensor
 SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3}
 _LOW = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_MAX_BN = 2**27  # element offsets within 2*CHUNK rows are int32; beyond this the PyTorch loop runs
 
 
 # ---------------------------------------------------------------------------------------------
 # Elementwise helpers (the formulas of spiketime.surrogate / lif_scan.c, same operation order)
 # ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _div(a, b):
+    """IEEE round-to-nearest division (Triton's float32 ``/`` is the approximate ``div.full.f32`` on
+    NVIDIA; float64's is already ``div.rn.f64``). ``b`` is a tensor."""
+    if b.dtype == tl.float64:
+        r = a / b
+    else:
+        r = tl.fdiv(a, b, ieee_rounding=True)
+    return r
+
 
 @triton.jit
 def _atan(x):
@@ -49,22 +64,23 @@ def _atan(x):
     if x.dtype == tl.float64:
         big = ax > 2.41421356237309504880
         mid = ax > 0.66
-        xr = tl.where(big, -1.0 / ax, tl.where(mid, (ax - 1.0) / (ax + 1.0), ax))
+        xr = tl.where(big, _div(-1.0, ax), tl.where(mid, _div(ax - 1.0, ax + 1.0), ax))
         z = xr * xr
         p = (((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
              - 1.228866684490136173410e2) * z - 6.485021904942025371773e1
         q = ((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z + 4.328810604912902668951e2) * z
              + 4.853903996359136964868e2) * z + 1.945506571482613964425e2
-        r = xr * (z * p / q) + xr
-        r = tl.where(big, r + 6.123233995736765886130e-17, tl.where(mid, r + 0.5 * 6.123233995736765886130e-17, r))
-        y = tl.where(big, 1.57079632679489661923, tl.where(mid, 0.78539816339744830962, 0.0)) + r
+        r = xr * _div(z * p, q) + xr
+        # (constants added to tensors take the tensor's dtype; a where() of two bare constants would be float32)
+        y = tl.where(big, (r + 6.123233995736765886130e-17) + 1.57079632679489661923,
+                     tl.where(mid, (r + 3.061616997868382943065e-17) + 0.78539816339744830962, r))
     else:
         big = ax > 2.414213562373095
         mid = ax > 0.4142135623730950
-        xr = tl.where(big, -1.0 / ax, tl.where(mid, (ax - 1.0) / (ax + 1.0), ax))
+        xr = tl.where(big, _div(-1.0, ax), tl.where(mid, _div(ax - 1.0, ax + 1.0), ax))
         z = xr * xr
         r = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z * xr + xr
-        y = tl.where(big, 1.5707963267948966, tl.where(mid, 0.7853981633974483, 0.0)) + r
+        y = tl.where(big, r + 1.5707963267948966, tl.where(mid, r + 0.7853981633974483, r))
     return tl.where(x < 0, -y, y)
 
 
@@ -73,16 +89,16 @@ def _sg_grad(x, k, SUR: tl.constexpr):
     """Surrogate derivative at ``x = v - theta`` (``k``: the surrogate's scale)."""
     if SUR == 0:  # fast sigmoid
         d = k * tl.abs(x) + 1.0
-        r = 1.0 / (d * d)
+        r = _div(1.0, d * d)
     elif SUR == 1:  # gaussian
-        z = x / k
-        r = tl.exp(-0.5 * z * z) / (2.5066282746310002 * k)
+        z = _div(x, k)
+        r = _div(tl.exp(-0.5 * z * z), 2.5066282746310002 * k)
     elif SUR == 2:  # arctan
         z = 1.5707963267948966 * k * x
-        r = (k / 2.0) / (1.0 + z * z)
+        r = _div(k * 0.5, 1.0 + z * z)
     else:  # triangle
-        g = 1.0 - tl.abs(x) / k
-        r = tl.where(g > 0, g, 0.0) / k
+        g = 1.0 - _div(tl.abs(x), k)
+        r = _div(tl.where(g > 0, g, 0.0), k)
     return r
 
 
@@ -90,16 +106,17 @@ def _sg_grad(x, k, SUR: tl.constexpr):
 def _sg_prim(x, k, SUR: tl.constexpr):
     """The surrogate's primitive (the smooth spike) at ``x = v - theta``."""
     if SUR == 0:
-        r = x / (1.0 + k * tl.abs(x))
+        r = _div(x, 1.0 + k * tl.abs(x))
     elif SUR == 1:
-        r = 0.5 * (1.0 + tl.math.erf(x / (k * 1.4142135623730951)))
+        r = 0.5 * (1.0 + tl.math.erf(_div(x, k * 1.4142135623730951)))
     elif SUR == 2:
-        r = _atan(1.5707963267948966 * k * x) / 3.141592653589793 + 0.5
+        at = _atan(1.5707963267948966 * k * x)
+        r = _div(at, tl.full((), 3.141592653589793, at.dtype)) + 0.5
     else:
-        u = x / k
+        u = _div(x, k)
         u = tl.where(u < -1.0, -1.0, tl.where(u > 1.0, 1.0, u))
         sgn = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
-        r = 0.5 + u - sgn * u * u / 2.0
+        r = 0.5 + u - sgn * u * u * 0.5
     return r
 
 
@@ -130,12 +147,15 @@ def _fwd_step(xt, v, i, s, b, a, theta, k, RT: tl.constexpr, RESET: tl.constexpr
         vc = vc - theta * s
     if LOWP:
         vc = vc.to(RT).to(v.dtype)
-    return vc, ic, _spike(vc, theta, k, SUR, SMOOTH)
+        sc = _spike(vc, theta, k, SUR, SMOOTH).to(RT).to(v.dtype)
+    else:
+        sc = _spike(vc, theta, k, SUR, SMOOTH)
+    return vc, ic, sc
 
 
 @triton.jit
 def _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, RESET: tl.constexpr,
-              SUR: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr):
+              SUR: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr, DEC: tl.constexpr):
     """One reverse step of the adjoint recursion; returns ``(a_v[t], a_i[t] = dL/dx[t], carry, gb, ga)``."""
     as_ = gs
     if not DETACH:
@@ -149,13 +169,15 @@ def _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, R
     else:
         av = av + avn * b
     ai = av * (1.0 - b) + aic
-    if RESET == 1:
-        veff = vp * (1.0 - sp)
-    else:
-        veff = vp
-    gb = gb + av * (veff - it)
+    if DEC:  # the decays' gradients
+        if RESET == 1:
+            veff = vp * (1.0 - sp)
+        else:
+            veff = vp
+        gb = gb + av * (veff - it)
+        if SYN:
+            ga = ga + ai * ip
     if SYN:
-        ga = ga + ai * ip
         aic = ai * a
     else:
         aic = tl.zeros_like(ai)
@@ -188,37 +210,56 @@ def _lif_fwd_kernel(
     v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(CT)
     i = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(CT)
     s = tl.load(s0_ptr + offs, mask=mask, other=0.0).to(CT)
-    xp = x_ptr + offs
-    sp = s_ptr + offs
-    vp = v_ptr + offs
-    ip = i_ptr + offs
-    t_main = (T // CHUNK) * CHUNK
-    for _t0 in range(0, t_main, CHUNK):
-        xs = ()
-        for c in tl.static_range(CHUNK):  # all of the chunk's loads in flight before its arithmetic
-            xs = xs + (tl.load(xp + c * BN, mask=mask, other=0.0),)
+    # row pointers are scalars (uniform registers); each access adds the thread's 32-bit offset
+    xr = x_ptr
+    sr = s_ptr
+    vr = v_ptr
+    ir = i_ptr
+    # Software pipeline over chunks of CHUNK steps: the loads of chunk c+1 are issued before the
+    # arithmetic of chunk c, so that 2*CHUNK loads per thread are in flight across the dependent steps.
+    n_ch = T // CHUNK
+    t_main = n_ch * CHUNK
+    nxt = ()
+    for c in tl.static_range(CHUNK):
+        nxt = nxt + (tl.load(xr + (offs + c * BN), mask=offs < tl.where(n_ch > 0, BN, 0), other=0.0),)
+    for ch in range(n_ch):
+        cur = nxt
+        nxt = ()
+        pre = offs < tl.where(ch + 1 < n_ch, BN, 0)
         for c in tl.static_range(CHUNK):
-            v, i, s = _fwd_step(xs[c].to(CT), v, i, s, b, a, theta, k, RT, RESET, SUR, SMOOTH, SYN, LOWP)
-            tl.store(vp + c * BN, v, mask=mask)
-            tl.store(sp + c * BN, s, mask=mask)
+            nxt = nxt + (tl.load(xr + (offs + (CHUNK + c) * BN), mask=pre, other=0.0),)
+        for c in tl.static_range(CHUNK):
+            v, i, s = _fwd_step(cur[c].to(CT), v, i, s, b, a, theta, k, RT, RESET, SUR, SMOOTH, SYN, LOWP)
+            tl.store(vr + (offs + c * BN), v, mask=mask)
+            tl.store(sr + (offs + c * BN), s, mask=mask)
             if SYN:
-                tl.store(ip + c * BN, i, mask=mask)
-        xp += CHUNK * BN
-        sp += CHUNK * BN
-        vp += CHUNK * BN
-        ip += CHUNK * BN
+                tl.store(ir + (offs + c * BN), i, mask=mask)
+        xr += CHUNK * BN
+        sr += CHUNK * BN
+        vr += CHUNK * BN
+        ir += CHUNK * BN
     for _t in range(t_main, T):
-        xt = tl.load(xp, mask=mask, other=0.0).to(CT)
+        xt = tl.load(xr + offs, mask=mask, other=0.0).to(CT)
         v, i, s = _fwd_step(xt, v, i, s, b, a, theta, k, RT, RESET, SUR, SMOOTH, SYN, LOWP)
-        tl.store(vp, v, mask=mask)
-        tl.store(sp, s, mask=mask)
+        tl.store(vr + offs, v, mask=mask)
+        tl.store(sr + offs, s, mask=mask)
         if SYN:
-            tl.store(ip, i, mask=mask)
-        xp += BN
-        sp += BN
-        vp += BN
-        ip += BN
+            tl.store(ir + offs, i, mask=mask)
+        xr += BN
+        sr += BN
+        vr += BN
+        ir += BN
     tl.store(iT_ptr + offs, i, mask=mask)
+
+
+@triton.jit
+def _ld(ptr, off, mask, ON: tl.constexpr, CT: tl.constexpr):
+    """``ptr[off]`` as ``CT``, or zeros when the stream is absent (``ON`` false: an unused gradient)."""
+    if ON:
+        r = tl.load(ptr + off, mask=mask, other=0.0).to(CT)
+    else:
+        r = tl.zeros(off.shape, CT)
+    return r
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -227,9 +268,12 @@ def _lif_bwd_kernel(
     gx_ptr, gb_ptr, ga_ptr, gv0_ptr, gi0_ptr, gs0_ptr,
     T, BN, N, theta_arg: tl.float64, scale_arg: tl.float64,
     RESET: tl.constexpr, SUR: tl.constexpr, SMOOTH: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr,
+    GS: tl.constexpr, GV: tl.constexpr, DEC: tl.constexpr,
     CT: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
 ):
-    """Reverse scan over ``t = T-1..0`` (``T >= 1``). Row ``t`` of every ``[T, B*N]`` stream is at ``t*BN``."""
+    """Reverse scan over ``t = T-1..0`` (``T >= 1``). Row ``t`` of every ``[T, B*N]`` stream is at ``t*BN``.
+    ``GS``/``GV`` false: ``g_s``/``g_v`` are zero (not read); ``DEC`` false: no decay gradients (``i``
+    not read, ``gb``/``ga`` not written)."""
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < BN
@@ -247,52 +291,68 @@ def _lif_bwd_kernel(
     aic = tl.load(giT_ptr + offs, mask=mask, other=0.0).to(CT)
     gb = tl.zeros([BLOCK], CT)
     ga = tl.zeros([BLOCK], CT)
-    # pointers at row T-1 (gs, gv, gx, iall without synapse) and at row T-2 (v, i of the previous step)
+    # scalar row pointers (uniform registers), plus each thread's 32-bit offset: row t = T-1 for g_s, g_v,
+    # g_x and x (= i without a synapse), row t-1 for v and i
     last = (T - 1).to(tl.int64) * BN
-    gsp = gs_ptr + last + offs
-    gvp = gv_ptr + last + offs
-    gxp = gx_ptr + last + offs
-    vpp = v_ptr + last + offs - BN
-    ipp = iall_ptr + last + offs - BN
-    xtp = iall_ptr + last + offs
-    # carried from the later step: v[t], its spike, i[t]
+    gsp = gs_ptr + last
+    gvp = gv_ptr + last
+    gxp = gx_ptr + last
+    vpp = v_ptr + last - BN
+    ipp = iall_ptr + last - BN
+    xtp = iall_ptr + last
+    if SYN:
+        iq = ipp
+    else:
+        iq = xtp
+    # carried from the later step: v[t], its spike (zero reset), i[t] (synapse)
     v = tl.load(v_ptr + last + offs, mask=mask, other=0.0).to(CT)
     if RESET == 1:
         sv = _spike(v, theta, k, SUR, SMOOTH)
     else:
         sv = v
-    if SYN:
-        it = tl.load(iall_ptr + last + offs, mask=mask, other=0.0).to(CT)
-    else:
-        it = v
-    n_chunks = (T - 1) // CHUNK  # chunks cover t = T-1 .. T-n_chunks*CHUNK (all >= 1)
-    for _ch in range(n_chunks):
-        g_s = ()
-        g_v = ()
-        v_p = ()
-        i_p = ()
+    it = _ld(iall_ptr + last, offs, mask, DEC and SYN, CT)
+    # Chunks of CHUNK steps cover t = T-1 .. T-n_chunks*CHUNK (all >= 1, so v[t-1] lies in v_seq), software-
+    # pipelined like the forward: the next chunk's streams are loaded before this chunk's arithmetic.
+    n_chunks = (T - 1) // CHUNK
+    pre = offs < tl.where(n_chunks > 0, BN, 0)
+    n_gs = ()
+    n_gv = ()
+    n_vp = ()
+    n_iq = ()
+    for c in tl.static_range(CHUNK):
+        n_gs = n_gs + (_ld(gsp, offs - c * BN, pre, GS, CT),)
+        n_gv = n_gv + (_ld(gvp, offs - c * BN, pre, GV, CT),)
+        n_vp = n_vp + (_ld(vpp, offs - c * BN, pre, True, CT),)
+        n_iq = n_iq + (_ld(iq, offs - c * BN, pre, DEC, CT),)
+    for ch in range(n_chunks):
+        c_gs = n_gs
+        c_gv = n_gv
+        c_vp = n_vp
+        c_iq = n_iq
+        n_gs = ()
+        n_gv = ()
+        n_vp = ()
+        n_iq = ()
+        pre = offs < tl.where(ch + 1 < n_chunks, BN, 0)
         for c in tl.static_range(CHUNK):
-            g_s = g_s + (tl.load(gsp - c * BN, mask=mask, other=0.0),)
-            g_v = g_v + (tl.load(gvp - c * BN, mask=mask, other=0.0),)
-            v_p = v_p + (tl.load(vpp - c * BN, mask=mask, other=0.0),)
-            if SYN:
-                i_p = i_p + (tl.load(ipp - c * BN, mask=mask, other=0.0),)
-            else:
-                i_p = i_p + (tl.load(xtp - c * BN, mask=mask, other=0.0),)
+            n_gs = n_gs + (_ld(gsp, offs - (CHUNK + c) * BN, pre, GS, CT),)
+            n_gv = n_gv + (_ld(gvp, offs - (CHUNK + c) * BN, pre, GV, CT),)
+            n_vp = n_vp + (_ld(vpp, offs - (CHUNK + c) * BN, pre, True, CT),)
+            n_iq = n_iq + (_ld(iq, offs - (CHUNK + c) * BN, pre, DEC, CT),)
         for c in tl.static_range(CHUNK):
-            vp = v_p[c].to(CT)
+            vp = c_vp[c]
             if RESET == 1:
                 sp = _spike(vp, theta, k, SUR, SMOOTH)
             else:
                 sp = vp
             if SYN:
-                ip = i_p[c].to(CT)
+                ip = c_iq[c]
             else:
                 ip = vp
-                it = i_p[c].to(CT)
-            avn, ai, aic, gb, ga = _bwd_step(g_s[c].to(CT), g_v[c].to(CT), v, sv, vp, sp, it, ip, avn, aic, gb, ga,
-                                             b, a, theta, k, RESET, SUR, DETACH, SYN)
-            tl.store(gxp - c * BN, ai, mask=mask)
+                it = c_iq[c]
+            avn, ai, aic, gb, ga = _bwd_step(c_gs[c], c_gv[c], v, sv, vp, sp, it, ip, avn, aic, gb, ga,
+                                             b, a, theta, k, RESET, SUR, DETACH, SYN, DEC)
+            tl.store(gxp + (offs - c * BN), ai, mask=mask)
             v = vp
             sv = sp
             it = ip
@@ -302,29 +362,25 @@ def _lif_bwd_kernel(
         vpp -= CHUNK * BN
         ipp -= CHUNK * BN
         xtp -= CHUNK * BN
-    if SYN:
-        i0 = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(CT)
-    else:
-        i0 = v0
+        iq -= CHUNK * BN
     n_rest = T - n_chunks * CHUNK
     for r in range(n_rest):  # t = n_rest-1 .. 0
         first = r == n_rest - 1  # t == 0: the previous state is the initial one
-        later = r < n_rest - 1
-        gs = tl.load(gsp, mask=mask, other=0.0).to(CT)
-        gv = tl.load(gvp, mask=mask, other=0.0).to(CT)
-        vp = tl.where(first, v0, tl.load(vpp, mask=mask & later, other=0.0).to(CT))
+        gs = _ld(gsp, offs, mask, GS, CT)
+        gv = _ld(gvp, offs, mask, GV, CT)
+        vp = tl.load(tl.where(first, v0_ptr, vpp) + offs, mask=mask, other=0.0).to(CT)
         if RESET == 1:
             sp = tl.where(first, s0, _spike(vp, theta, k, SUR, SMOOTH))
         else:
             sp = vp
         if SYN:
-            ip = tl.where(first, i0, tl.load(ipp, mask=mask & later, other=0.0).to(CT))
+            ip = _ld(tl.where(first, i0_ptr, ipp), offs, mask, DEC, CT)
         else:
             ip = vp
-            it = tl.load(xtp, mask=mask, other=0.0).to(CT)
+            it = _ld(xtp, offs, mask, DEC, CT)
         avn, ai, aic, gb, ga = _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga,
-                                         b, a, theta, k, RESET, SUR, DETACH, SYN)
-        tl.store(gxp, ai, mask=mask)
+                                         b, a, theta, k, RESET, SUR, DETACH, SYN, DEC)
+        tl.store(gxp + offs, ai, mask=mask)
         v = vp
         sv = sp
         it = ip
@@ -354,9 +410,10 @@ def _lif_bwd_kernel(
     tl.store(gv0_ptr + offs, g_v0, mask=mask)
     tl.store(gs0_ptr + offs, g_s0, mask=mask)
     tl.store(gi0_ptr + offs, g_i0, mask=mask)
-    tl.store(gb_ptr + offs, gb, mask=mask)
-    if SYN:
-        tl.store(ga_ptr + offs, ga, mask=mask)
+    if DEC:
+        tl.store(gb_ptr + offs, gb, mask=mask)
+        if SYN:
+            tl.store(ga_ptr + offs, ga, mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,20 +428,22 @@ def _sm_count(index: int) -> int:
 def launch_config(bn: int, device: torch.device, backward: bool) -> tuple[int, int, int]:
     """``(BLOCK, num_warps, CHUNK)`` for ``B*N = bn`` elements.
 
-    The scan is sequential in ``t``, so the only parallelism is ``B*N``: for small ``B*N`` the
-    programs are kept small (one element per thread) so that every SM gets work, and the loads of a
-    whole chunk of steps are issued together to hide the memory latency; for large ``B*N`` each thread
-    takes 4 contiguous elements (16-byte float32 accesses) with a shorter chunk to bound registers.
-    Overridable with :func:`set_launch_config` (for tuning)."""
+    The scan is sequential in ``t``, so the only parallelism is ``B*N``. For small ``B*N`` (a typical
+    ``B=64, N=256`` is 16k elements, about one 128-element program per SM) each thread owns one
+    element and the latency is hidden by the chunked, software-pipelined loads (``2*CHUNK`` rows per
+    stream in flight); for larger ``B*N`` each thread owns 2 or 4 contiguous elements (8- or 16-byte
+    accesses) and there are enough programs per SM to overlap each other. Chosen from the register
+    counts of the sm_90 builds (no spills; fwd 96-166, bwd 112-166 registers), not yet from timings:
+    :func:`set_launch_config` overrides it for tuning."""
     if _OVERRIDE:
         return _OVERRIDE[1 if backward else 0]
     sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device()) \
         if device.type == "cuda" else 132
-    if bn >= 4 * sms * 512:
-        return (512, 4, 4 if backward else 8)
-    if bn >= 2 * sms * 256:
-        return (256, 4, 8 if backward else 16)
-    return (128, 4, 8 if backward else 16)
+    if backward:
+        return (128, 4, 4) if bn < 2 * sms * 256 else (256, 4, 4)
+    if bn < 2 * sms * 256:
+        return (128, 4, 8)
+    return (256, 4, 8) if bn < 4 * sms * 512 else (512, 4, 4)
 
 
 _OVERRIDE: list = []
@@ -415,7 +474,7 @@ def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, sca
 
     ct = torch.promote_types(x.dtype, beta.dtype)
     T, B, N = x.shape
-    if T == 0 or B * N == 0 or x.dtype not in _SUPPORTED or ct not in _SUPPORTED:
+    if T == 0 or not 0 < B * N < _MAX_BN or x.dtype not in _SUPPORTED or ct not in _SUPPORTED:
         return _fwd_any(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset)
     bn = B * N
     x = x.contiguous()
@@ -441,36 +500,73 @@ def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, sca
 def lif_scan_bwd_triton(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
                         smooth, detach_reset):
     """Backward scan: gradients of ``x`` (compute dtype), ``beta, alpha`` (empty without a synapse),
-    ``v0, i0, s0``."""
+    ``v0, i0, s0``. An empty ``g_s`` or ``g_v`` is a zero gradient and is not read; an empty ``i_all``
+    means that the decays need no gradient (zeros are returned for them, and no current is read)."""
     from spiketime.kernels.lif_scan import _bwd_any
 
     ct = v_seq.dtype
     T, B, N = v_seq.shape
-    if T == 0 or B * N == 0 or ct not in _SUPPORTED or any(
-            t.dtype not in _SUPPORTED for t in (g_s, g_v, i_all)):
+    if T == 0 or not 0 < B * N < _MAX_BN or ct not in _SUPPORTED or any(
+            t.dtype not in _SUPPORTED for t in (g_s, g_v, i_all) if t.numel()):
         return _bwd_any(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
                         smooth, detach_reset)
     bn = B * N
+    has_gs, has_gv, dec = g_s.numel() > 0, g_v.numel() > 0, i_all.numel() > 0
     acc = torch.float64 if ct == torch.float64 else torch.float32
-    g_s, g_v, v_seq, i_all = (t.contiguous() for t in (g_s, g_v, v_seq, i_all))
+    v_seq = v_seq.contiguous()
+    g_s, g_v, i_all = (t.contiguous() if t.numel() else v_seq for t in (g_s, g_v, i_all))
     g_iTc = g_iT.to(ct).expand(B, N).contiguous()
     beta_c = beta.to(ct).contiguous()
     alpha_c = alpha.to(ct).contiguous() if alpha is not None else beta_c
     v0c, i0c, s0c = (t.to(ct).expand(B, N).contiguous() for t in (v0, i0, s0))
     g_x = torch.empty(v_seq.shape, dtype=ct, device=v_seq.device)
-    g_beta_bn = torch.empty((B, N), dtype=acc, device=v_seq.device)
-    g_alpha_bn = torch.empty((B, N), dtype=acc, device=v_seq.device) if alpha is not None else g_beta_bn
+    g_beta_bn = torch.empty((B, N), dtype=acc, device=v_seq.device) if dec else None
+    g_alpha_bn = torch.empty((B, N), dtype=acc, device=v_seq.device) if dec and alpha is not None else None
     g_v0, g_i0, g_s0 = (torch.empty((B, N), dtype=ct, device=v_seq.device) for _ in range(3))
     block, warps, chunk = launch_config(bn, v_seq.device, backward=True)
     with _device_guard(v_seq):
         _lif_bwd_kernel[(triton.cdiv(bn, block),)](
             g_s, g_v, g_iTc, v_seq, i_all, beta_c, alpha_c, v0c, i0c, s0c,
-            g_x, g_beta_bn, g_alpha_bn, g_v0, g_i0, g_s0,
+            g_x, g_beta_bn if dec else g_v0, g_alpha_bn if g_alpha_bn is not None else g_v0, g_v0, g_i0, g_s0,
             T, bn, N, float(theta), float(scale),
             RESET=int(reset), SUR=SURROGATE_CODES[surrogate], SMOOTH=bool(smooth), DETACH=bool(detach_reset),
-            SYN=alpha is not None, CT=_tl_dtype(ct), BLOCK=block, CHUNK=chunk,
+            SYN=alpha is not None, GS=has_gs, GV=has_gv, DEC=dec, CT=_tl_dtype(ct), BLOCK=block, CHUNK=chunk,
             num_warps=warps, enable_fp_fusion=False,
         )
-    g_beta = g_beta_bn.sum(0).to(beta.dtype)
-    g_alpha = g_alpha_bn.sum(0).to(alpha.dtype) if alpha is not None else v_seq.new_empty(0)
+    g_beta = g_beta_bn.sum(0).to(beta.dtype) if dec else torch.zeros_like(beta)
+    if alpha is None:
+        g_alpha = v_seq.new_empty(0)
+    else:
+        g_alpha = g_alpha_bn.sum(0).to(alpha.dtype) if dec else torch.zeros_like(alpha)
     return g_x, g_beta, g_alpha, g_v0.to(v0.dtype), g_i0.to(i0.dtype), g_s0.to(s0.dtype)
+
+
+def _bench(T: int = 500, B: int = 64, N: int = 256) -> None:  # pragma: no cover - needs a GPU
+    """Time the kernels over launch configurations (``python -m spiketime.kernels.triton_lif [T B N]``):
+    median time and the bandwidth it implies (each stream read or written once)."""
+    from triton.testing import do_bench
+
+    dev = "cuda"
+    x = torch.randn(T, B, N, device=dev)
+    beta, alpha = torch.rand(N, device=dev) * 0.5 + 0.45, torch.rand(N, device=dev) * 0.5 + 0.3
+    z = torch.zeros(B, N, device=dev)
+    rest = (1.0, 0, "fast_sigmoid", 5.0, False, False)
+    s, v, i, _ = lif_scan_fwd_triton(x, beta, alpha, z, z, z, *rest)
+    g = torch.randn_like(x)
+    n = T * B * N
+    print(f"T={T} B={B} N={N}  default fwd {launch_config(B * N, x.device, False)} bwd "
+          f"{launch_config(B * N, x.device, True)}")
+    configs = [None, (64, 2, 8), (128, 4, 4), (128, 4, 8), (128, 4, 16), (256, 4, 8), (512, 4, 4), (128, 1, 8)]
+    for cfg in configs:
+        set_launch_config(cfg, (cfg[0], cfg[1], max(1, cfg[2] // 2)) if cfg else None)
+        tf = do_bench(lambda: lif_scan_fwd_triton(x, beta, alpha, z, z, z, *rest), return_mode="median")
+        tb = do_bench(lambda: lif_scan_bwd_triton(g, g, z, v, i, beta, alpha, z, z, z, *rest), return_mode="median")
+        print(f"{str(cfg or 'default'):>14}: fwd {tf * 1e3:8.1f} us ({16 * n / tf / 1e6:6.0f} GB/s)   "
+              f"bwd {tb * 1e3:8.1f} us ({20 * n / tb / 1e6:6.0f} GB/s)")
+    set_launch_config(None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    _bench(*map(int, sys.argv[1:4]))
