@@ -445,3 +445,23 @@ def test_cuda_matches_cpu(mode):
         out[dev] = [z.cpu(), *(g.cpu() for g in grads)]
     for a, r in zip(out["cuda"], out["cpu"]):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
+
+
+def test_interp_gather_equals_its_convolution():
+    """Axonal ``interp`` runs as two gathers; the depthwise convolution with :func:`delay_kernel` is its
+    reference (values and gradients for input, buffer and delays, including clamped and integer delays)."""
+    from spiketime.functional.delay import _causal_conv, _interp_shift
+
+    g = torch.Generator().manual_seed(11)
+    dt, taps, T, B, N = 0.5, 9, 14, 3, 6
+    x = torch.rand(T, B, N, generator=g, dtype=torch.float64, requires_grad=True)
+    buf = torch.rand(taps - 1, B, N, generator=g, dtype=torch.float64, requires_grad=True)
+    d = torch.tensor([0.0, 0.3, 1.0, 2.7, 3.5, 9.0], dtype=torch.float64, requires_grad=True)  # 9 ms: clamped to 4
+    w = torch.randn(T, B, N, generator=g, dtype=torch.float64)
+    outs = []
+    for fn in (lambda: _interp_shift(x, buf, d, dt, taps),
+               lambda: _causal_conv(x, buf, delay_kernel(d, dt, taps, "interp").unsqueeze(1), groups=N, bias=None)):
+        y, st = fn()
+        outs.append((y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d])))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

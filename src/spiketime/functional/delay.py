@@ -216,8 +216,9 @@ def axonal_delay(
 
     ``x_seq``: ``[T, B, N]``; ``delays``: ``[N]`` in ms.  Returns ``y`` ``[T, B, N]`` and the
     new state (the last ``taps-1`` steps of ``cat(state.buffer, x_seq)``).  Computed as a
-    depthwise causal ``conv1d`` (``groups=N``) with the kernel of :func:`delay_kernel`; on CUDA with Triton,
-    by the gather kernels of :mod:`spiketime.kernels.triton_delay` (same values and gradients).
+    depthwise causal ``conv1d`` (``groups=N``) with the kernel of :func:`delay_kernel` (mode ``interp``: as the
+    two gathers of its nonzero taps); on CUDA with Triton, by the gather kernels of
+    :mod:`spiketime.kernels.triton_delay` (same values and gradients).
     """
     _check_mode(mode, sigma)
     _check_taps(taps, mode)
@@ -231,8 +232,27 @@ def axonal_delay(
 
         y, buffer = axonal_delay_triton(x_seq, delays, dt, taps, mode, sigma, state.buffer)
         return y, DelayState(buffer)
+    if mode == "interp":
+        return _interp_shift(x_seq, state.buffer, delays, dt, taps)
     kernel = delay_kernel(delays, dt, taps, mode, sigma, smooth)  # [N, taps]
     return _causal_conv(x_seq, state.buffer, kernel.unsqueeze(1), groups=n, bias=None)
+
+
+def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps: int) -> tuple[Tensor, DelayState]:
+    """Mode ``interp`` as two gathers, ``y[t] = (1-f) xp[t-n] + f xp[t-n-1]`` over ``xp = cat(buffer, x_seq)``:
+    the same values and gradients as the two nonzero taps of :func:`delay_kernel` in :func:`_causal_conv`,
+    without the ``taps``-wide convolution."""
+    xp = torch.cat([buffer.to(x_seq.dtype), x_seq], dim=0)  # [taps-1+T, B, N]
+    T, B, N = x_seq.shape
+    d = (delays / dt).clamp(0.0, float(taps - 1))
+    n = torch.floor(d).clamp(max=float(taps - 2)).detach()
+    f = (d - n).to(x_seq.dtype)
+    start = (taps - 1) - n.long()  # xp row of x[t - n] at t = 0
+    rows = torch.arange(T, device=x_seq.device).unsqueeze(1) + start  # [T, N]
+    index = rows.unsqueeze(1).expand(T, B, N)
+    lo, hi = torch.gather(xp, 0, index), torch.gather(xp, 0, index - 1)
+    y = (1.0 - f) * lo + f * hi
+    return y, DelayState(xp[xp.shape[0] - (taps - 1):])
 
 
 def synaptic_delay_linear(
