@@ -27,3 +27,20 @@ def one_line(e: pytest.ExceptionInfo, *needles: str) -> str:
     for s in needles:
         assert s in msg, msg
     return msg
+
+
+def interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``fit`` stop with KeyboardInterrupt right after it wrote its first checkpoint.pt (undo with
+    ``monkeypatch.undo()``)."""
+    from pathlib import Path
+
+    from spiketime.learning import trainer
+
+    save = trainer.torch_save_atomic
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if Path(path).name == trainer.CHECKPOINT:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "torch_save_atomic", save_then_stop)

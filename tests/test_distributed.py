@@ -17,7 +17,7 @@ from spiketime.learning import trainer
 from spiketime.learning.distributed import World, env_world, rank_slice
 from spiketime.learning.losses import readout_loss
 
-from conftest import one_line
+from conftest import interrupt_after_first_checkpoint, one_line
 
 ENV = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
@@ -49,18 +49,6 @@ def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
     first = res.stderr.find("Traceback")  # a failing rank's own traceback, before torchrun's summary
     assert res.returncode == 0, res.stderr[first:first + 4000] if first >= 0 else res.stderr[-3000:]
     return res
-
-
-def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``fit`` stop with KeyboardInterrupt right after it wrote its first checkpoint.pt."""
-    save = trainer.torch_save_atomic
-
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if Path(path).name == trainer.CHECKPOINT:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "torch_save_atomic", save_then_stop)
 
 
 # ---------------------------------------------------------------------------------------------- units
@@ -177,7 +165,7 @@ def test_torchrun_resumes_an_interrupted_run(tmp_path, monkeypatch):
     full = tmp_path / "full"
     trainer.fit(config.load(None, overrides), full, command="test")
     cut = tmp_path / "cut"
-    _interrupt_after_first_checkpoint(monkeypatch)
+    interrupt_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(config.load(None, overrides), cut, command="test")
     assert torch.load(cut / trainer.CHECKPOINT, weights_only=False)["state"]["epoch"] == 1

@@ -12,7 +12,7 @@ from spiketime.config import ConfigError
 from spiketime.learning import trainer
 from spiketime.surrogate import FastSigmoid, spike
 
-from conftest import one_line
+from conftest import interrupt_after_first_checkpoint, one_line
 
 # a tiny timing-only CCISI task that fp32 learns above chance (1/3) in a few epochs
 TINY = ["data.channels=6", "data.num_classes=3", "data.duration=40", "data.noise=0", "data.n_train=120",
@@ -72,17 +72,10 @@ def test_low_precision_trains_like_fp32(tmp_path, precision, fp32_run):
 def test_fp16_resume_restores_the_scaler_exactly(tmp_path, monkeypatch):
     extra = ["train.epochs=3", "data.n_train=64"]
     full = _fit(tmp_path / "full", "fp16", extra)
-    save = trainer.torch_save_atomic
-
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if Path(path).name == trainer.CHECKPOINT:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "torch_save_atomic", save_then_stop)
+    interrupt_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "cut", "fp16", extra)
-    monkeypatch.setattr(trainer, "torch_save_atomic", save)
+    monkeypatch.undo()
     assert torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=False)["state"]["epoch"] == 1
     cfg = config.load(tmp_path / "cut" / "config.yaml")
     resumed = trainer.fit(cfg, tmp_path / "cut", resume=True, command="test")

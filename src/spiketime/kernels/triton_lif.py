@@ -188,6 +188,22 @@ def _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, R
 # Kernels
 # ---------------------------------------------------------------------------------------------
 
+@triton.jit
+def _block_params(BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN: tl.constexpr, CT: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """This program's element offsets into ``[B*N]``, their mask, ``theta``, the surrogate scale and the
+    per-element decays ``beta``, ``alpha`` (``alpha = beta``, unused, without a synapse)."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < BN
+    n = offs % N
+    b = tl.load(beta_ptr + n, mask=mask, other=0.0).to(CT)
+    if SYN:
+        a = tl.load(alpha_ptr + n, mask=mask, other=0.0).to(CT)
+    else:
+        a = b
+    return offs, mask, tl.full((), theta_arg, CT), tl.full((), scale_arg, CT), b, a
+
+
 @triton.jit(do_not_specialize=["T"])
 def _lif_fwd_kernel(
     x_ptr, beta_ptr, alpha_ptr, v0_ptr, i0_ptr, s0_ptr, s_ptr, v_ptr, i_ptr, iT_ptr,
@@ -195,18 +211,8 @@ def _lif_fwd_kernel(
     RESET: tl.constexpr, SUR: tl.constexpr, SMOOTH: tl.constexpr, SYN: tl.constexpr,
     CT: tl.constexpr, LOWP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    n = offs % N
     RT: tl.constexpr = v_ptr.dtype.element_ty
-    theta = tl.full((), theta_arg, CT)
-    k = tl.full((), scale_arg, CT)
-    b = tl.load(beta_ptr + n, mask=mask, other=0.0).to(CT)
-    if SYN:
-        a = tl.load(alpha_ptr + n, mask=mask, other=0.0).to(CT)
-    else:
-        a = b
+    offs, mask, theta, k, b, a = _block_params(BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN, CT, BLOCK)
     v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(CT)
     i = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(CT)
     s = tl.load(s0_ptr + offs, mask=mask, other=0.0).to(CT)
@@ -274,17 +280,7 @@ def _lif_bwd_kernel(
     """Reverse scan over ``t = T-1..0`` (``T >= 1``). Row ``t`` of every ``[T, B*N]`` stream is at ``t*BN``.
     ``GS``/``GV`` false: ``g_s``/``g_v`` are zero (not read); ``DEC`` false: no decay gradients (``i``
     not read, ``gb``/``ga`` not written)."""
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < BN
-    n = offs % N
-    theta = tl.full((), theta_arg, CT)
-    k = tl.full((), scale_arg, CT)
-    b = tl.load(beta_ptr + n, mask=mask, other=0.0).to(CT)
-    if SYN:
-        a = tl.load(alpha_ptr + n, mask=mask, other=0.0).to(CT)
-    else:
-        a = b
+    offs, mask, theta, k, b, a = _block_params(BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN, CT, BLOCK)
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(CT)
     s0 = tl.load(s0_ptr + offs, mask=mask, other=0.0).to(CT)
     avn = tl.zeros([BLOCK], CT)
