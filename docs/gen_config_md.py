@@ -102,6 +102,16 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                            "(one op per layer and sequence with a hand-written backward pass: compiled C on CPU, "
                            "Triton on CUDA; see docs/performance.md); `reference` steps the equations under "
                            "autograd (slow; the tests' oracle). All give the same results."),
+    "model.recurrent": ("—", "Recurrent hidden layers: each hidden LIF layer also gets `W_rec s[t-1]`, its own "
+                             "spikes of the previous step (no delay, no self-connections; init std half the "
+                             "feedforward one). The recurrent layers always step the equations under autograd "
+                             "(`model.backend` applies to the others)."),
+    "model.density": ("fraction of connections", "Fixed sparse connectivity, 0 < density <= 1: every hidden "
+                                                 "projection (input -> hidden, hidden -> hidden, recurrent) keeps "
+                                                 "`round(density * fan_in)` (at least 1) random inputs per neuron "
+                                                 "(the same number for every neuron; drawn from `train.seed`), "
+                                                 "the others stay 0; the init std uses that fan-in. The readout "
+                                                 "projection is dense."),
     # train
     "train.learner": ("—", "Learning rule; `bptt` (backpropagation through time with surrogate gradients)."),
     "train.epochs": ("epochs", "Maximum number of training epochs (0: evaluate the untrained model)."),
@@ -156,7 +166,7 @@ error naming the key. `null` is YAML's None. The resolved config of a run is sav
 SECTION_TITLES = {
     "": "Top level",
     "data": "`data`: the synthetic timing task (see `spiketime.data.timing`)",
-    "model": "`model`: the network (input -> hidden LIF layers -> LI or LIF readout)",
+    "model": "`model`: the network (input -> hidden LIF layers, feedforward or recurrent -> LI or LIF readout)",
     "train": "`train`: optimisation",
 }
 

@@ -51,7 +51,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Feedforward LIF network: input -> hidden LIF layers -> LI (or LIF) readout."""
+    """LIF network: input -> hidden LIF layers (feedforward, or recurrent) -> LI (or LIF) readout."""
 
     hidden: list[int] = field(default_factory=lambda: [128])
     delays: Literal["none", "axonal", "synaptic"] = "axonal"
@@ -70,6 +70,8 @@ class ModelConfig:
     weight_scale: float = 1.0  # init std of W * (1 - beta) * sqrt(fan_in), in units of theta
     readout: Literal["li", "lif"] = "li"
     backend: Literal["auto", "fused", "reference"] = "auto"  # LIF/LI scan: fused kernels or the step-by-step reference
+    recurrent: bool = False  # hidden layers also get W_rec s[t-1] (own previous spikes, no self-connections)
+    density: float = 1.0  # fraction of nonzero connections of every hidden projection (fixed mask; readout dense)
 
 
 @dataclass
@@ -228,6 +230,7 @@ def validate(cfg: Config) -> Config:
         (m.tau_out > 0, "model.tau_out", "a positive time constant in ms"),
         (m.theta > 0, "model.theta", "a positive threshold"),
         (m.surrogate_scale is None or m.surrogate_scale > 0, "model.surrogate_scale", "null or > 0"),
+        (0 < m.density <= 1, "model.density", "a fraction in (0, 1] of nonzero hidden connections"),
         (t.epochs >= 0, "train.epochs", "an integer >= 0"),
         (t.batch_size >= 1, "train.batch_size", "an integer >= 1"),
         (min(t.lr, t.lr_tau, t.lr_delay) >= 0, "train.lr/lr_tau/lr_delay", "learning rates >= 0"),

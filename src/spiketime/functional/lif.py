@@ -107,3 +107,33 @@ def lif_sequence(
             volts.append(state.v)
     out = torch.stack(spikes)
     return (out, state, torch.stack(volts)) if record_v else (out, state)
+
+
+def lif_sequence_recurrent(
+    x_seq: Tensor, w_rec: Tensor, p: LIFParams, dt: float, state: LIFState | None = None, record_v: bool = False,
+) -> tuple[Tensor, LIFState] | tuple[Tensor, LIFState, Tensor]:
+    """Recurrent LIF layer: :func:`lif_step` on ``x[t] + s[t-1] @ w_rec^T`` over ``x_seq`` [T, B, N].
+
+    ``w_rec`` [N, N] (row: postsynaptic neuron) acts on the layer's own spikes of the previous step
+    (``state.s``; zero at the start), without delay. Returns spikes [T, B, N], the final state (and ``v``
+    [T, B, N]), like :func:`lif_sequence`. Always the step-by-step autograd path: the fused scan cannot
+    take a matmul inside each step."""
+    if x_seq.dim() != 3:
+        raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
+    n = x_seq.shape[2]
+    if not torch.is_tensor(w_rec) or tuple(w_rec.shape) != (n, n):
+        shape = tuple(w_rec.shape) if torch.is_tensor(w_rec) else type(w_rec).__name__
+        raise ValueError(f"w_rec must have shape [N, N] = ({n}, {n}), got {shape}")
+    if p.reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {p.reset!r}")
+    if state is None:
+        state = lif_init(x_seq.shape[1], n, x_seq)
+    w_t = w_rec.t().to(x_seq.dtype)
+    spikes, volts = [], []
+    for x in x_seq:
+        s, state = lif_step(x + state.s.to(w_t.dtype) @ w_t, state, p, dt)
+        spikes.append(s)
+        if record_v:
+            volts.append(state.v)
+    out = torch.stack(spikes) if spikes else x_seq.new_zeros(x_seq.shape)
+    return (out, state, torch.stack(volts) if volts else x_seq.new_zeros(x_seq.shape)) if record_v else (out, state)

@@ -1,4 +1,4 @@
-"""Feedforward spiking network: ``input -> [DelayedLinear -> LIF] x L -> Linear -> LI (or LIF) readout``."""
+"""Spiking network: ``input -> [DelayedLinear (+ Recurrent) -> LIF] x L -> Linear -> LI (or LIF) readout``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from spiketime.config import ModelConfig
-from spiketime.nn.layers import LI, LIF, DelayedLinear
+from spiketime.functional.lif import lif_sequence_recurrent
+from spiketime.nn.layers import LI, LIF, DelayedLinear, Recurrent
 from spiketime.surrogate import make_surrogate
 
 
@@ -17,6 +18,17 @@ class SpikingNetwork(nn.Module):
     spiking hidden layer), and a delay-free readout: LI membrane (``readout="li"``) or LIF spikes
     (``readout="lif"``). ``forward`` returns the readout trace ``[T, B, classes]`` and the state, a tuple
     with one ``(projection_state, neuron_state)`` pair per layer.
+
+    ``cfg.recurrent``: every hidden layer ``l`` also gets recurrent weights ``recurrents[l]``
+    (:class:`Recurrent`): ``I[t] = W x[t - D] + W_rec s[t-1]`` with the layer's own spikes of the previous
+    step, no delay, no self-connections (run by :func:`lif_sequence_recurrent`, the step-by-step autograd
+    path). Their init std is ``0.5 * weight_scale * theta / ((1 - beta) sqrt(fan_in))``: half the
+    feedforward gain, so that recurrence starts quiet. ``recurrents`` is an empty ModuleList otherwise.
+    ``cfg.density < 1``: every hidden projection (input -> hidden, hidden -> hidden, recurrent) keeps a fixed
+    random fraction ``density`` of its connections, the same fan-in for every neuron (buffers ``mask``); the
+    readout projection stays dense. The generator draws, in order, per hidden layer: feedforward weights,
+    delays, feedforward mask (if sparse), recurrent weights and mask (if recurrent); then the readout weights
+    (so ``recurrent=False, density=1`` builds exactly the network of earlier versions).
     """
 
     def __init__(self, n_in: int, n_out: int, cfg: ModelConfig, dt: float, seed: int = 0) -> None:
@@ -24,8 +36,10 @@ class SpikingNetwork(nn.Module):
         g = torch.Generator().manual_seed(seed)
         surrogate = make_surrogate(cfg.surrogate, cfg.surrogate_scale)
         self.dt = dt
+        self.recurrent = bool(cfg.recurrent)
         self.projections = nn.ModuleList()
         self.neurons = nn.ModuleList()
+        self.recurrents = nn.ModuleList()
         sizes = [n_in, *cfg.hidden]
         # A spike moves the membrane by (1 - beta) * w: scale weights so that weight_scale is in
         # units of the threshold per (fan_in-normalised) input spike.
@@ -33,8 +47,10 @@ class SpikingNetwork(nn.Module):
         for a, b in zip(sizes[:-1], sizes[1:]):
             self.projections.append(
                 DelayedLinear(a, b, dt, cfg.delays, cfg.delay_max, cfg.delay_mode, cfg.delay_sigma,
-                              tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g)
+                              tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g, density=cfg.density)
             )
+            if self.recurrent:
+                self.recurrents.append(Recurrent(b, cfg.density, 0.5 * cfg.weight_scale * gain, generator=g))
             self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate,
                                     backend=cfg.backend))
         out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
@@ -57,10 +73,14 @@ class SpikingNetwork(nn.Module):
         if len(state) != len(self.neurons):
             raise ValueError(f"state must hold {len(self.neurons)} layer states, got {len(state)}")
         new_state, outputs, h = [], [], x_seq
-        for proj, neuron, st in zip(self.projections, self.neurons, state):
+        for layer, (proj, neuron, st) in enumerate(zip(self.projections, self.neurons, state)):
             p_state, n_state = st if st is not None else (None, None)
             current, p_state = proj(h, p_state)
-            h, n_state = neuron(current, n_state)
+            if layer < len(self.recurrents):
+                w_rec = self.recurrents[layer].effective_weight
+                h, n_state = lif_sequence_recurrent(current, w_rec, neuron.params(), neuron.dt, n_state)
+            else:
+                h, n_state = neuron(current, n_state)
             new_state.append((p_state, n_state))
             outputs.append(h)
         return h, tuple(new_state), outputs
@@ -71,9 +91,11 @@ class SpikingNetwork(nn.Module):
 
     @torch.no_grad()
     def project_(self) -> None:
-        """Keep constrained parameters feasible (delays in ``[0, delay_max]``)."""
+        """Keep constrained parameters feasible: delays in ``[0, delay_max]``, masked weights exactly 0."""
         for proj in self.projections:
             proj.project_()
+        for rec in self.recurrents:
+            rec.project_()
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters split into ``weights``, ``time_constants`` and ``delays`` (for separate learning rates)."""
