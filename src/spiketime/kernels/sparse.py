@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-MAX_DENSITY = 0.05  # measured break-even on 2 cores is about 0.1 (benchmarks/README.md); keep a margin
+MAX_DENSITY = 0.05  # forward + backward break even near 0.1 on 2 cores (benchmarks/event_linear.py); a margin
 _SAMPLE_ROWS = 512
 
 
