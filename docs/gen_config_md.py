@@ -113,7 +113,15 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                                                  "the others stay 0; the init std uses that fan-in. The readout "
                                                  "projection is dense."),
     # train
-    "train.learner": ("—", "Learning rule; `bptt` (backpropagation through time with surrogate gradients)."),
+    "train.learner": ("—", "Learning rule: `bptt` (backpropagation through time with surrogate gradients) or "
+                           "`online` (three-factor eligibility traces, forward in time only, memory constant in T; "
+                           "needs `loss: per_step`, `model.readout: li`, fp32, one process; docs/online.md)."),
+    "train.feedback": ("—", "`learner: online`: learning signal of the hidden layers. `symmetric`: the readout "
+                            "weights, propagated down through the current step (exact for one hidden layer); "
+                            "`random`: a fixed random matrix per hidden layer (seeded by `train.seed`)."),
+    "train.update_every": ("time steps", "`learner: online`: optimiser step every K time steps (and at the end of "
+                                         "the sequence); `null`: once per sequence (then the gradient equals "
+                                         "BPTT's where the rule is exact). Ignored by `bptt`."),
     "train.epochs": ("epochs", "Maximum number of training epochs (0: evaluate the untrained model)."),
     "train.batch_size": ("samples", "Mini-batch size (batch order reshuffled every epoch from `(seed, epoch)`); "
                                     "the global batch under torchrun, split among the ranks (docs/distributed.md)."),

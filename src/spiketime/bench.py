@@ -37,8 +37,9 @@ with :func:`torch.autograd.graph.saved_tensors_hooks`, each storage counted once
 the input batch (they exist whatever the library does); on CUDA also ``torch.cuda.max_memory_allocated`` of one
 step. A peer that is not installed or fails is a row ``skipped: <reason>``, never a crash.
 
-Learners: :data:`LEARNERS` maps a name to a step function ``(model, x, y, amp) -> None``; adding one (an online
-rule) is one entry. A learner may raise :class:`Skip` for models it cannot train (e.g. a peer).
+Learners: :data:`LEARNERS` maps a name to a step function ``(model, x, y, amp) -> None``; adding one is one entry.
+A learner may raise :class:`Skip` for models it cannot train (e.g. a peer). ``online`` (:class:`OnlineStep`) has no
+backward pass: its memory columns report the learner's state bytes (``memory_bytes``) instead of saved tensors.
 """
 
 from __future__ import annotations
@@ -91,7 +92,41 @@ def bptt_step(model: nn.Module, x: Tensor, y: Tensor, amp: Callable[[], Any]) ->
     loss.backward()
 
 
-LEARNERS: dict[str, Callable[[nn.Module, Tensor, Tensor, Callable[[], Any]], None]] = {"bptt": bptt_step}
+class OnlineStep:
+    """One online step (:class:`spiketime.learning.online.OnlineLearner`, symmetric feedback, gradient put into
+    ``p.grad`` at the end, no optimiser step) on the ``per_step`` loss: the forward pass step by step with the
+    eligibility traces, no backward pass. spiketime's network only (peers: skipped rows).
+
+    Memory: it saves no tensors for backward, so the bench reports :attr:`memory_bytes` instead, the bytes of the
+    learner's state after the step (traces, delay ring buffers, neuron states, accumulators), constant in ``T``."""
+
+    memory_note = "memory = online learner state, not saved tensors"
+
+    def __init__(self) -> None:
+        self.last_state_bytes: int | None = None
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, amp: Callable[[], Any]) -> None:
+        from spiketime.learning.online import OnlineLearner
+
+        if getattr(model, "library", None) != SPIKETIME:
+            raise Skip("the online learner trains spiketime's network only")
+        if amp is not contextlib.nullcontext:
+            raise Skip("the online learner runs in fp32")
+        model.zero_grad(set_to_none=True)
+        learner = OnlineLearner(model.net)
+        learner.run(x, y)
+        self.last_state_bytes = learner.state_bytes()
+        learner.release()
+
+    def memory_bytes(self, step: Callable[[], None]) -> int:
+        """The state bytes of the last step (running ``step`` once if there was none)."""
+        if self.last_state_bytes is None:
+            step()
+        return int(self.last_state_bytes)
+
+
+LEARNERS: dict[str, Callable[[nn.Module, Tensor, Tensor, Callable[[], Any]], None]] = {
+    "bptt": bptt_step, "online": OnlineStep()}
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -537,8 +572,9 @@ def run_bench(
     spk, cfg = build_spiketime(tuple(hidden), delays, seed, n_in, n_out)
     spk = spk.to(dev)
     weights = [p.weight.detach() for p in spk.net.projections]
+    notes = f"delays={delays}" + (f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
     cands = [Candidate(SPIKETIME, SPIKETIME, "torch", f"{spk.net.neurons[0].surrogate!r} [spiketime default]",
-                       f"delays={delays}", model=spk)]
+                       notes, model=spk)]
     for peer in peers:
         cands += _peer_candidates(peer, weights, dev, precision)
     floor_c = Candidate(FLOOR, FLOOR, "torch", "-", "3 matmuls over T*B rows, fwd+bwd")
@@ -567,7 +603,12 @@ def run_bench(
                 try:
                     with c.context():
                         times = time_step(step, dev, warmup, repeats)
-                        saved = saved_tensor_bytes(step, exclude) if memory else None
+                        if not memory:
+                            saved = None
+                        elif hasattr(learn, "memory_bytes") and c.library == SPIKETIME:
+                            saved = learn.memory_bytes(step)  # a learner without a backward pass: its state
+                        else:
+                            saved = saved_tensor_bytes(step, exclude)
                         peak = _cuda_peak(step, dev) if dev.type == "cuda" else None
                         extra: dict[str, Any] = {}
                         if c is not floor_c:
@@ -695,6 +736,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             out.append("")
         prev_T = r["T"]
         out.append(fmt(cells))
+    if any(r["learner"] == "online" and r["library"] == SPIKETIME for r in rows):
+        out += ["", "learner online: spiketime's saved MB (KB/step) is the online learner's state (eligibility "
+                "traces, delay ring buffers, neuron states, gradient accumulators), which does not grow with T; "
+                "loss per_step; the matmul floor is BPTT's."]
     return "\n".join(out)
 
 

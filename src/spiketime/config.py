@@ -78,7 +78,9 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation; ``learner`` picks the learning rule."""
 
-    learner: Literal["bptt"] = "bptt"
+    learner: Literal["bptt", "online"] = "bptt"
+    feedback: Literal["symmetric", "random"] = "symmetric"  # online: learning signal of the hidden layers
+    update_every: int | None = None  # online: optimiser step every K time steps; null: once per sequence
     epochs: int = 12
     batch_size: int = 64
     lr: float = 2e-2
@@ -238,6 +240,13 @@ def validate(cfg: Config) -> Config:
         (t.patience >= 1, "train.patience", "an integer >= 1"),
         (t.step_size >= 1, "train.step_size", "an integer >= 1"),
         (t.precision in ("fp32", "bf16", "fp16"), "train.precision", "one of fp32, bf16, fp16"),
+        (t.update_every is None or t.update_every >= 1, "train.update_every", "null or an integer >= 1"),
+        (t.learner != "online" or t.loss == "per_step", "train.loss",
+         "per_step with train.learner online (the online rule needs a loss at every time step)"),
+        (t.learner != "online" or m.readout == "li", "model.readout",
+         "li with train.learner online (the online rule needs a loss at every step on a leaky-integrator readout)"),
+        (t.learner != "online" or t.precision == "fp32", "train.precision",
+         "fp32 with train.learner online (it runs its own step-by-step fp32 forward pass)"),
         ((t.loss == "spike_count") == (m.readout == "lif"), "train.loss",
          "spike_count exactly when model.readout is lif (a spike count needs a spiking readout)"),
     ]

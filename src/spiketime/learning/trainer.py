@@ -1,4 +1,5 @@
-"""Training loop (BPTT), evaluation, checkpoints and the run directory.
+"""Training loop (BPTT, or ``train.learner: online``: :mod:`spiketime.learning.online`), evaluation, checkpoints
+and the run directory.
 
 Every epoch ends by writing ``OUT/checkpoint.pt`` (model, optimiser, scheduler, history, early-stop
 counters) atomically, and ``OUT/best.pt`` when the validation accuracy improved. The batch order of
@@ -120,11 +121,16 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
     backpropagates ``(sum of its per-sample losses) * world.size / len(global batch)``, which DDP's mean over
     ranks turns into the gradient of the global batch's mean loss (also for a short last batch, and for a
     rank whose slice is empty: its loss is an empty sum, 0, still connected to every parameter).
+    ``train.learner: online`` runs :func:`spiketime.learning.online.train_epoch` instead (one process only).
     """
     model.train()
     t = cfg.train
     world = world or World(device=t.device)
     device = world.device
+    if t.learner == "online":
+        from spiketime.learning.online import train_epoch as online_epoch
+
+        return online_epoch(getattr(model, "module", model), opt, data, cfg, epoch, device)
     scaler = scaler or build_scaler(cfg, device)
     net = getattr(model, "module", model)  # the SpikingNetwork inside a DDP wrapper
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([t.seed, epoch]).generate_state(1)[0]))
@@ -204,6 +210,9 @@ def _command(world: World) -> str:
 def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World) -> dict[str, Any]:
     t = cfg.train
     device = world.device
+    if t.learner == "online" and world.active:
+        raise ConfigError("train.learner: online runs in one process, not under torchrun (its optimiser steps "
+                          "inside each sequence, with no gradient all-reduce)")
     torch.manual_seed(t.seed)
     splits = load_splits(cfg.data)  # data errors come before the run directory exists
     out = Path(broadcast(str(out), world))  # rank 0's: default run names hold a timestamp
