@@ -465,3 +465,26 @@ def test_interp_gather_equals_its_convolution():
         outs.append((y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d])))
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("T", [14, 3])  # T >= taps-1 and T < taps-1 (the new buffer mixes old buffer and input)
+def test_compiled_interp_equals_gathers(monkeypatch, T):
+    """The compiled CPU kernel of the interp axonal delay against the two-gather path it replaces."""
+    from spiketime.functional import delay as delay_mod
+    from spiketime.kernels import cpu
+
+    if cpu.library() is None:
+        pytest.skip("no C compiler")
+    g = torch.Generator().manual_seed(12)
+    dt, taps, B, N = 1.0, 7, 2, 70
+    x = torch.rand(T, B, N, generator=g, dtype=torch.float64, requires_grad=True)
+    buf = torch.rand(taps - 1, B, N, generator=g, dtype=torch.float64, requires_grad=True)
+    d = (torch.rand(N, generator=g, dtype=torch.float64) * 8.0).requires_grad_()  # some beyond taps-1: clamped
+    w = torch.randn(T, B, N, generator=g, dtype=torch.float64)
+    outs = []
+    for compiled in (True, False):
+        monkeypatch.setattr(delay_mod.cpu, "supports", lambda *t, c=compiled: c)
+        y, st = delay_mod._interp_shift(x, buf, d, dt, taps)
+        outs.append((y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d])))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spiketime.kernels import triton_available
+from spiketime.kernels import cpu, triton_available
 
 __all__ = [
     "DelayState",
@@ -239,20 +239,23 @@ def axonal_delay(
 
 
 def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps: int) -> tuple[Tensor, DelayState]:
-    """Mode ``interp`` as two gathers, ``y[t] = (1-f) xp[t-n] + f xp[t-n-1]`` over ``xp = cat(buffer, x_seq)``:
-    the same values and gradients as the two nonzero taps of :func:`delay_kernel` in :func:`_causal_conv`,
-    without the ``taps``-wide convolution."""
-    xp = torch.cat([buffer.to(x_seq.dtype), x_seq], dim=0)  # [taps-1+T, B, N]
+    """Mode ``interp`` as ``y[t] = (1-f) xp[t-n] + f xp[t-n-1]`` over ``xp = cat(buffer, x_seq)``: the same
+    values and gradients as the two nonzero taps of :func:`delay_kernel` in :func:`_causal_conv`, without
+    the ``taps``-wide convolution. Compiled on the CPU (:func:`spiketime.kernels.cpu.axonal_interp_c`),
+    two gathers elsewhere."""
     T, B, N = x_seq.shape
+    buffer = buffer.to(x_seq.dtype)
     d = (delays / dt).clamp(0.0, float(taps - 1))
     n = torch.floor(d).clamp(max=float(taps - 2)).detach()
     f = (d - n).to(x_seq.dtype)
     start = (taps - 1) - n.long()  # xp row of x[t - n] at t = 0
-    rows = torch.arange(T, device=x_seq.device).unsqueeze(1) + start  # [T, N]
-    index = rows.unsqueeze(1).expand(T, B, N)
-    lo, hi = torch.gather(xp, 0, index), torch.gather(xp, 0, index - 1)
-    y = (1.0 - f) * lo + f * hi
-    return y, DelayState(xp[xp.shape[0] - (taps - 1):])
+    new_buffer = x_seq[T - (taps - 1):] if T >= taps - 1 else torch.cat([buffer[T:], x_seq], dim=0)
+    if x_seq.device.type == "cpu" and cpu.supports(x_seq):
+        return cpu.axonal_interp_c(x_seq, buffer, start, f), DelayState(new_buffer)
+    xp = torch.cat([buffer, x_seq], dim=0)  # [taps-1+T, B, N]
+    index = (torch.arange(T, device=x_seq.device).unsqueeze(1) + start).unsqueeze(1).expand(T, B, N)
+    y = (1.0 - f) * torch.gather(xp, 0, index) + f * torch.gather(xp, 0, index - 1)
+    return y, DelayState(new_buffer)
 
 
 def synaptic_delay_linear(

@@ -1,4 +1,5 @@
-"""The compiled CPU scan: ``lif_scan.c`` built once with the system C compiler, called through ctypes.
+"""The compiled CPU kernels: ``lif_scan.c`` (the LIF scan) and ``axonal_delay.c`` (the ``interp`` axonal
+delay), built once with the system C compiler into one library and called through ctypes.
 
 The shared library is cached in ``$XDG_CACHE_HOME/spiketime/kernels`` (default ``~/.cache``) under a
 name that hashes the source, the compiler command and the CPU model, and is written under a temporary
@@ -19,11 +20,12 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-SOURCE = Path(__file__).with_name("lif_scan.c")
+SOURCES = [Path(__file__).with_name(name) for name in ("lif_scan.c", "axonal_delay.c")]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC"]
 SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -44,22 +46,22 @@ def _cpu_model() -> str:
 
 
 def build(compiler: str | None = None) -> Path:
-    """Compile ``lif_scan.c`` (if not cached) and return the path of the shared library."""
+    """Compile the kernel sources (if not cached) and return the path of the shared library."""
     cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise RuntimeError("no C compiler found (set CC or install gcc)")
-    src = SOURCE.read_bytes()
+    src = b"".join(path.read_bytes() for path in SOURCES)
     key = hashlib.sha256(src + " ".join([cc, *FLAGS, _cpu_model(), platform.machine()]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"lif_scan-{key}.so"
+    out = cache_dir() / f"spiketime-{key}.so"
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        res = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+        res = subprocess.run([cc, *FLAGS, *map(str, SOURCES), "-o", tmp, "-lm"], capture_output=True, text=True)
         if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed to compile {SOURCE.name}: {res.stderr.strip().splitlines()[-1:]}")
+            raise RuntimeError(f"{cc} failed to compile the CPU kernels: {res.stderr.strip().splitlines()[-1:]}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -137,3 +139,38 @@ def lif_scan_bwd_c(
         ctypes.c_int(int(smooth)), ctypes.c_int(int(detach_reset)), ctypes.c_int(torch.get_num_threads()))
     g_alpha = g_alpha_bn.sum(0) if g_alpha_bn is not None else v_seq.new_empty(0)
     return g_x, g_beta_bn.sum(0), g_alpha, g_v0, g_i0, g_s0
+
+
+class _AxonalInterp(torch.autograd.Function):
+    """``y[t] = (1 - f) xp[t - n] + f xp[t - n - 1]`` over ``xp = cat(buffer, x)``; gradients for ``x``,
+    ``buffer`` and ``f`` (``shift = taps - 1 - n`` is an integer per neuron, no gradient)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, buffer: Tensor, shift: Tensor, f: Tensor) -> Tensor:
+        T, B, N = x.shape
+        taps = buffer.shape[0] + 1
+        x, buffer, f = x.contiguous(), buffer.to(x.dtype).contiguous(), f.to(x.dtype).contiguous()
+        shift = shift.to(torch.long).contiguous()
+        y = torch.empty_like(x)
+        getattr(library(), f"axonal_interp_fwd_{_SUFFIX[x.dtype]}")(
+            _ptr(x), _ptr(buffer), _ptr(shift), _ptr(f), _ptr(y), ctypes.c_long(T), ctypes.c_long(B),
+            ctypes.c_long(N), ctypes.c_long(taps), ctypes.c_int(torch.get_num_threads()))
+        ctx.save_for_backward(x, buffer, shift, f)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g_y: Tensor) -> tuple[Tensor, Tensor, None, Tensor]:
+        x, buffer, shift, f = ctx.saved_tensors
+        T, B, N = x.shape
+        g_y = g_y.to(x.dtype).contiguous()
+        g_x, g_buf, g_f_bn = torch.empty_like(x), torch.empty_like(buffer), x.new_empty(B, N)
+        getattr(library(), f"axonal_interp_bwd_{_SUFFIX[x.dtype]}")(
+            _ptr(g_y), _ptr(x), _ptr(buffer), _ptr(shift), _ptr(f), _ptr(g_x), _ptr(g_buf), _ptr(g_f_bn),
+            ctypes.c_long(T), ctypes.c_long(B), ctypes.c_long(N), ctypes.c_long(buffer.shape[0] + 1),
+            ctypes.c_int(torch.get_num_threads()))
+        return g_x, g_buf, None, g_f_bn.sum(0)
+
+
+def axonal_interp_c(x: Tensor, buffer: Tensor, shift: Tensor, f: Tensor) -> Tensor:
+    """Compiled ``interp`` axonal delay (see :func:`spiketime.functional.delay._interp_shift`)."""
+    return _AxonalInterp.apply(x, buffer, shift, f)
