@@ -1,0 +1,503 @@
+r"""Online three-factor learning (``train.learner: online``): eligibility traces, forward in time only.
+
+The learner simulates the network step by step (under ``torch.no_grad``, with the model's own pieces:
+:func:`~spiketime.functional.lif.lif_step`, :func:`~spiketime.functional.li.li_step`,
+:func:`~spiketime.functional.delay.delay_kernel`, :func:`~spiketime.kernels.sparse.linear`), so its spikes
+are the model's, and carries for every learned parameter ``theta`` of hidden layer ``l`` (``M`` neurons,
+``N`` inputs, batch ``B``):
+
+* the eligibility vector ``eps[t] = dv[t]/dtheta`` along the membrane recursion only, with the reset
+  detached (``r_j[t] = 1`` for ``reset: subtract``, ``1 - s_j[t-1]`` for ``reset: zero``)::
+
+      eps_j[t] = beta_j r_j[t] eps_j[t-1] + (1 - beta_j) u[t]            (no synapse)
+      epsi[t]  = alpha_j epsi[t-1] + u[t];  eps_j[t] = beta_j r_j eps_j[t-1] + (1 - beta_j) epsi[t]   (CuBa)
+
+  with the input ``u`` of each parameter: weights ``W_ji``: the delayed input ``xd_ji[t]``; delays
+  ``D_ji`` (synaptic) or ``D_i`` (axonal, trace still per ``(j, i)``, summed over ``j``): ``W_ji
+  dxd_ji[t]/dD``, the derivative of the model's delay kernel (``sum_k dw_k/dD x[t-k]``, from a ring buffer
+  of the last ``taps`` input steps); recurrent weights (e-prop): ``s_i[t-1]``. Time constants have their
+  own exact per-neuron traces: ``eps_beta[t] = r (v[t-1] + beta eps_beta[t-1]) - i[t]`` and, with a
+  synapse, ``epsi_alpha[t] = i[t-1] + alpha epsi_alpha[t-1]`` filtered like the others;
+* the eligibility filtered by the (uniform) LI readout, ``ebar[t] = beta_o ebar[t-1] + (1 - beta_o)
+  psi[t] eps[t]``, ``psi_j[t] = surrogate.grad(v_j[t] - theta)``;
+
+and accumulates ``dL/dtheta += sum_b L_j[t] ebar[t]`` with the learning signal ``L[t]``: for the top
+hidden layer ``err[t] @ B`` where ``err[t] = (softmax(y[t]) - onehot) / (T B)`` is ``dloss/dy[t]`` of
+the ``per_step`` loss and ``B = W_o`` (``feedback: symmetric``); for a lower layer the signal propagated
+through the current step only, ``L^(l) = (psi^(l+1) L^(l+1)) @ W_(l+1)``; with ``feedback: random`` every
+hidden layer gets ``err[t] @ B_l`` with a fixed random ``B_l`` [K, M_l] (std ``1/sqrt(K)``, seeded).
+Readout weights: ``dL/dW_o += err[t]^T sbar[t]``, ``sbar = beta_o sbar + (1 - beta_o) s_L[t]`` (exact).
+
+With one hidden layer, no recurrence and symmetric feedback, the accumulated gradient equals BPTT's through
+the same model with ``detach_reset`` (every parameter: weights, delays, time constants, readout). Several
+layers, recurrent weights and random feedback are approximations (docs/online.md).
+
+Memory: ``O(B M N)`` per trace plus the ``taps`` ring buffer, independent of ``T``
+(:meth:`OnlineLearner.state_bytes`). Weight gradients go through ``effective_weight`` (masks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spiketime.config import Config, ConfigError
+from spiketime.functional.delay import delay_kernel
+from spiketime.functional.li import LIState, li_step
+from spiketime.functional.lif import LIFState, decay, lif_init, lif_step
+from spiketime.kernels.sparse import linear
+from spiketime.nn.layers import LI, LIF
+
+FEEDBACKS = ("symmetric", "random")
+_SMALL = 1 << 20  # traces up to this many elements are contracted with the learning signal by a broadcast product
+
+__all__ = ["FEEDBACKS", "OnlineLearner", "OnlineResult", "kernel_and_derivative", "online_gradients",
+           "train_epoch"]
+
+
+def kernel_and_derivative(delays: Tensor, dt: float, taps: int, mode: str, sigma: float) -> tuple[Tensor, Tensor]:
+    """The model's delay kernel ``w_k(D)`` (:func:`delay_kernel`, ``[*delays.shape, taps]``) and its
+    elementwise derivative ``dw_k/dD`` (forward-mode AD through the same function: each ``w_k`` depends on its
+    own delay only, so one tangent of ones gives every derivative)."""
+    with torch.enable_grad(), fwAD.dual_level():
+        d = delays.detach().clone().requires_grad_(True)  # the gaussian kernel is straight-through only then
+        k = delay_kernel(fwAD.make_dual(d, torch.ones_like(d)), dt, taps, mode, sigma)
+        primal, tangent = fwAD.unpack_dual(k)
+    primal = primal.detach()
+    return primal, (torch.zeros_like(primal) if tangent is None else tangent.detach())
+
+
+def _effective(module: nn.Module) -> Tensor:
+    return getattr(module, "effective_weight", module.weight).detach()
+
+
+def _param_grad(module: nn.Module, g_eff: Tensor) -> Tensor:
+    """Gradient of ``module.weight`` from the gradient of its effective weight (``weight * mask``: times the mask)."""
+    if getattr(module, "mask", None) is None and not hasattr(type(module), "effective_weight"):
+        return g_eff
+    with torch.enable_grad():
+        w = module.weight
+        eff = getattr(module, "effective_weight", w)
+        if eff is w or not eff.requires_grad:
+            return g_eff
+        (g,) = torch.autograd.grad(eff, w, g_eff)
+    return g
+
+
+class _Trace:
+    """``eps`` (dv/dtheta along the membrane), ``epsi`` (the synaptic-current stage, CuBa only) and ``ebar``."""
+
+    def __init__(self, shape: tuple[int, ...], like: Tensor, cuba: bool) -> None:
+        self.eps = like.new_zeros(shape)
+        self.epsi = like.new_zeros(shape) if cuba else None
+        self.ebar = like.new_zeros(shape)
+
+    def tensors(self) -> list[Tensor]:
+        return [t for t in (self.eps, self.epsi, self.ebar) if t is not None]
+
+
+@dataclass
+class _Layer:
+    proj: nn.Module
+    neuron: LIF
+    rec: nn.Module | None
+    learn: dict[str, nn.Parameter]  # "weight", "delays", "rec", "tau_mem", "tau_syn" -> the learned parameter
+    state: LIFState | None = None
+    buf: Tensor | None = None  # ring buffer [taps, B, N] of the last taps inputs
+    ptr: int = -1
+    lags: Tensor | None = None  # [taps, taps]: buffer rows of lags 0..taps-1 for each pointer
+    traces: dict[str, _Trace] = field(default_factory=dict)
+    acc: dict[str, Tensor] = field(default_factory=dict)
+    psi: Tensor | None = None
+    signal: Tensor | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.proj.kind
+
+
+@dataclass
+class OnlineResult:
+    """What :meth:`OnlineLearner.run` returns: the summed per-sample ``per_step`` loss (sum over the batch of
+    each sample's mean over time), the number of optimiser steps, and (``record=True``) the hidden spikes per
+    layer ``[T, B, M_l]`` and the readout ``[T, B, K]``."""
+
+    loss_sum: float
+    updates: int
+    spikes: list[Tensor] | None = None
+    y: Tensor | None = None
+
+
+class OnlineLearner:
+    """Online three-factor learner for a :class:`~spiketime.nn.network.SpikingNetwork` (module docstring).
+
+    ``update_every``: ``None`` puts the accumulated gradient into ``p.grad`` once, at the end of each sequence;
+    ``K``: every ``K`` steps (and at the end). At each update, with an ``optimizer``: ``zero_grad``, gradients in
+    ``p.grad``, ``grad_clip`` (global norm), ``optimizer.step()``, ``model.project_()``; without one the
+    gradients are added to ``p.grad`` (the sum over the sequence) and no parameter changes. Holds no state
+    between sequences (``feedback: random`` matrices are drawn again from ``seed``, identically).
+    """
+
+    def __init__(self, model: nn.Module, feedback: str = "symmetric", update_every: int | None = None,
+                 seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
+                 grad_clip: float | None = None) -> None:
+        if feedback not in FEEDBACKS:
+            raise ConfigError(f"train.feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
+        if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
+                                         or update_every < 1):
+            raise ConfigError(f"train.update_every: expected null or an integer >= 1, got {update_every!r}")
+        self.model, self.feedback, self.update_every = model, feedback, update_every
+        self.optimizer, self.grad_clip = optimizer, grad_clip
+        projs, neurons = list(model.projections), list(model.neurons)
+        readout = neurons[-1]
+        if not isinstance(readout, LI):
+            raise ConfigError("model.readout: expected li with train.learner online (the rule needs a loss on a "
+                              "leaky-integrator readout at every step)")
+        beta_o = decay(readout.log_tau.detach().exp(), model.dt)
+        if not bool((beta_o == beta_o.reshape(-1)[0]).all()):
+            raise ConfigError("model.tau_out: the online learner needs one readout time constant shared by all "
+                              "readout neurons (the eligibilities are filtered by it once)")
+        if readout.log_tau.requires_grad:
+            raise ConfigError("model.tau_out: the online learner cannot learn the readout time constant")
+        self.beta_o = float(beta_o.reshape(-1)[0])
+        self.readout, self.readout_proj = readout, projs[-1]
+        if getattr(self.readout_proj, "bias", None) is not None:
+            raise ConfigError("online learner: readout biases are not supported")
+        recs = list(getattr(model, "recurrents", []))
+        self.layers: list[_Layer] = []
+        handled = {id(self.readout_proj.weight)}
+        for idx, (proj, neuron) in enumerate(zip(projs[:-1], neurons[:-1])):
+            if not isinstance(neuron, LIF):
+                raise ConfigError(f"online learner: hidden layer {idx + 1} is not a LIF layer")
+            if getattr(proj, "bias", None) is not None:
+                raise ConfigError("online learner: projection biases are not supported")
+            rec = recs[idx] if idx < len(recs) else None
+            learn: dict[str, nn.Parameter] = {}
+            for name, p in (("weight", proj.weight), ("delays", getattr(proj, "delays", None)),
+                            ("rec", None if rec is None else rec.weight), ("tau_mem", neuron.log_tau_mem),
+                            ("tau_syn", neuron.log_tau_syn)):
+                if p is not None and p.requires_grad:
+                    learn[name] = p
+            handled |= {id(p) for p in learn.values()}
+            self.layers.append(_Layer(proj, neuron, rec, learn))
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in handled]
+        if missing:
+            raise ConfigError(f"online learner: no rule for parameter(s) {', '.join(missing)}")
+        w_o = self.readout_proj.weight
+        self.dtype, self.device = w_o.dtype, w_o.device
+        self.n_out = w_o.shape[0]
+        self.feedback_matrices: list[Tensor] = []
+        if feedback == "random":
+            g = torch.Generator().manual_seed(seed)
+            k = self.n_out
+            self.feedback_matrices = [
+                (torch.randn(k, lay.neuron.n, generator=g, dtype=torch.float64) / math.sqrt(k)).to(
+                    device=self.device, dtype=self.dtype) for lay in self.layers]
+        self._cache: dict[Any, Tensor] = {}
+        self._held: list[Tensor] = []
+        self.updates = 0
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def _reset(self, batch: int) -> None:
+        like = torch.empty(0, dtype=self.dtype, device=self.device)
+        self._cache.clear()
+        for lay in self.layers:
+            m, n = lay.proj.n_out, lay.proj.n_in
+            cuba = lay.neuron.log_tau_syn is not None
+            lay.state = lif_init(batch, m, like)
+            if lay.kind != "none":
+                taps = lay.proj.taps
+                lay.buf = like.new_zeros(taps, batch, n)
+                lay.ptr = -1
+                lay.lags = (torch.arange(taps).unsqueeze(1) - torch.arange(taps).unsqueeze(0)) % taps
+                lay.lags = lay.lags.to(self.device)
+            lay.traces, lay.acc = {}, {}
+            for name, p in lay.learn.items():
+                if name in ("weight", "delays"):
+                    lay.traces[name] = _Trace((batch, m, n), like, cuba)
+                elif name == "rec":
+                    lay.traces[name] = _Trace((batch, m, m), like, cuba)
+                else:  # time constants: per neuron
+                    lay.traces[name] = _Trace((batch, m), like, name == "tau_syn")
+                lay.acc[name] = torch.zeros_like(p, dtype=self.dtype)
+        self.li = LIState(like.new_zeros(batch, self.n_out))
+        self.sbar = like.new_zeros(batch, self.layers[-1].neuron.n)
+        self.acc_out = torch.zeros_like(self.readout_proj.weight, dtype=self.dtype)
+
+    def state_tensors(self) -> list[Tensor]:
+        """Every tensor the learner holds while it runs: neuron states, ring buffers, traces, gradient
+        accumulators, readout state, feedback matrices, cached effective weights and delay kernels."""
+        out: list[Tensor] = []
+        for lay in self.layers:
+            if lay.state is not None:
+                out += [lay.state.v, lay.state.i, lay.state.s]
+            out += [t for t in (lay.buf, lay.lags) if t is not None]
+            for tr in lay.traces.values():
+                out += tr.tensors()
+            out += list(lay.acc.values())
+        for name in ("li", "sbar", "acc_out"):
+            v = getattr(self, name, None)
+            if v is not None:
+                out += list(v) if isinstance(v, tuple) else [v]
+        out += self.feedback_matrices + list(self._cache.values())
+        return out
+
+    def state_bytes(self) -> int:
+        """Bytes of the learner's state (:meth:`state_tensors`, each storage counted once): constant in ``T``."""
+        seen: dict[tuple[str, int], int] = {}
+        for t in self.state_tensors():
+            st = t.untyped_storage()
+            seen[(str(t.device), st.data_ptr())] = max(seen.get((str(t.device), st.data_ptr()), 0), st.nbytes())
+        return sum(seen.values())
+
+    def release(self) -> None:
+        """Drop the per-sequence state (traces, buffers)."""
+        for lay in self.layers:
+            lay.state = lay.buf = lay.lags = lay.psi = lay.signal = None
+            lay.traces, lay.acc = {}, {}
+        self.li = self.sbar = self.acc_out = None
+        self._cache.clear()
+
+    # ------------------------------------------------------------------------------------------ cached
+
+    def _cached(self, key: Any, make: Callable[[], Tensor]) -> Tensor:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _kernel(self, i: int, lay: _Layer) -> tuple[Tensor, Tensor | None]:
+        p = lay.proj
+        if "delays" not in lay.learn:
+            k = self._cached(("K", i), lambda: delay_kernel(p.delays.detach(), p.dt, p.taps, p.mode, p.sigma)
+                             .to(self.dtype))
+            return k, None
+        if ("K", i) not in self._cache:
+            k, dk = kernel_and_derivative(p.delays, p.dt, p.taps, p.mode, p.sigma)
+            self._cache[("K", i)], self._cache[("dK", i)] = k.to(self.dtype), dk.to(self.dtype)
+        return self._cache[("K", i)], self._cache[("dK", i)]
+
+    # ------------------------------------------------------------------------------------------ one step
+
+    def _layer_step(self, i: int, lay: _Layer, h: Tensor) -> Tensor:
+        proj, neuron = lay.proj, lay.neuron
+        dt = neuron.dt
+        w = self._cached(("W", i), lambda: _effective(proj).to(self.dtype))
+        dxd = None
+        if lay.kind == "none":
+            xd = h
+            current = linear(h, w)
+        else:
+            taps = proj.taps
+            lay.ptr = (lay.ptr + 1) % taps
+            lay.buf[lay.ptr] = h
+            lagged = lay.buf.index_select(0, lay.lags[lay.ptr])  # [taps, B, N], lag k = input at t - k
+            k, dk = self._kernel(i, lay)
+            if lay.kind == "axonal":  # sum_k w_k(D_i) x_i[t-k]: a [taps, B, N] product, summed (einsum is slower)
+                xd = (k.t().unsqueeze(1) * lagged).sum(0)
+                current = linear(xd, w)
+                if dk is not None:
+                    dxd = (dk.t().unsqueeze(1) * lagged).sum(0)
+            else:
+                xd = torch.einsum("mnk,kbn->bmn", k, lagged)
+                current = torch.einsum("mn,bmn->bm", w, xd)
+                if dk is not None:
+                    dxd = torch.einsum("mnk,kbn->bmn", dk, lagged)
+        prev = lay.state
+        if lay.rec is not None:
+            w_rec = self._cached(("R", i), lambda: _effective(lay.rec).to(self.dtype))
+            current = current + prev.s.to(self.dtype) @ w_rec.t()
+        params = neuron.params()
+        s, lay.state = lif_step(current, prev, params, dt)
+        beta = decay(neuron.tau_mem.detach(), dt).to(self.dtype).expand(neuron.n)
+        alpha = None if neuron.log_tau_syn is None else decay(neuron.log_tau_syn.detach().exp(), dt).to(self.dtype)
+        zero = neuron.reset == "zero"
+        r = (1.0 - prev.s) if zero else None  # [B, M]: the detached reset's factor on the carried membrane
+        psi = params.surrogate.grad(lay.state.v - params.theta)
+        lay.psi = psi
+        psi_o = (1.0 - self.beta_o) * psi
+        # traces over (j, i): per-neuron factors as [M, 1] (or [B, M, 1] with a zero reset)
+        beta_r = beta.unsqueeze(1) * r.unsqueeze(2) if zero else beta.unsqueeze(1)
+        omb = (1.0 - beta).unsqueeze(1)
+        alpha_c = None if alpha is None else alpha.unsqueeze(1)
+        for name, tr in lay.traces.items():
+            if name == "weight":
+                u = xd if xd.dim() == 3 else xd.unsqueeze(1)
+            elif name == "delays":
+                u = w * dxd if dxd.dim() == 3 else w.unsqueeze(0) * dxd.unsqueeze(1)
+            elif name == "rec":
+                u = prev.s.to(self.dtype).unsqueeze(1)
+            elif name == "tau_mem":  # d v / d beta = r (v[t-1] + beta eps[t-1]) - i[t]
+                tr.eps.mul_(beta).add_(prev.v)
+                if zero:
+                    tr.eps.mul_(r)
+                tr.eps.sub_(lay.state.i)
+                tr.ebar.mul_(self.beta_o).addcmul_(psi_o, tr.eps)
+                continue
+            else:  # tau_syn: epsi = i[t-1] + alpha epsi, then the membrane filter
+                tr.epsi.mul_(alpha).add_(prev.i)
+                tr.eps.mul_(beta * r if zero else beta).addcmul_(1.0 - beta, tr.epsi)
+                tr.ebar.mul_(self.beta_o).addcmul_(psi_o, tr.eps)
+                continue
+            if tr.epsi is not None:
+                tr.epsi.mul_(alpha_c).add_(u)
+                u = tr.epsi
+            tr.eps.mul_(beta_r).addcmul_(omb, u)
+            tr.ebar.mul_(self.beta_o).addcmul_(psi_o.unsqueeze(2), tr.eps)
+        return s
+
+    def _accumulate(self, lay: _Layer) -> None:
+        sig = lay.signal
+        for name, tr in lay.traces.items():
+            if tr.ebar.dim() == 2:
+                lay.acc[name].add_((sig * tr.ebar).sum(0))
+                continue
+            if tr.ebar.numel() <= _SMALL:  # broadcast product and sum: fewer, larger ops than einsum's small GEMMs
+                g = (sig.unsqueeze(2) * tr.ebar).sum(0)
+            else:
+                g = torch.einsum("bm,bmn->mn", sig, tr.ebar)
+            lay.acc[name].add_(g.sum(0) if name == "delays" and lay.kind == "axonal" else g)
+
+    def _step(self, x: Tensor, target: Tensor, onehot: Tensor, norm: float) -> tuple[list[Tensor], Tensor, Tensor]:
+        h, spikes = x, []
+        for i, lay in enumerate(self.layers):
+            h = self._layer_step(i, lay, h)
+            spikes.append(h)
+        w_o = self._cached("Wo", lambda: _effective(self.readout_proj).to(self.dtype))
+        y, self.li = li_step(linear(h, w_o), self.li, self.readout.log_tau.detach().exp(), self.readout.dt)
+        self.sbar.mul_(self.beta_o).add_(h, alpha=1.0 - self.beta_o)
+        loss = F.cross_entropy(y, target, reduction="sum")
+        err = (torch.softmax(y, dim=1) - onehot) * norm
+        self.acc_out.add_(err.t() @ self.sbar)
+        if self.feedback == "random":
+            for lay, b in zip(self.layers, self.feedback_matrices):
+                lay.signal = err @ b
+        else:
+            sig = err @ w_o
+            for i in range(len(self.layers) - 1, -1, -1):
+                self.layers[i].signal = sig
+                if i > 0:
+                    w_above = self._cached(("W", i), lambda j=i: _effective(self.layers[j].proj).to(self.dtype))
+                    sig = (self.layers[i].psi * sig) @ w_above
+        for lay in self.layers:
+            self._accumulate(lay)
+        return spikes, y, loss
+
+    # ------------------------------------------------------------------------------------------ updates
+
+    def _gradients(self) -> list[tuple[nn.Parameter, Tensor]]:
+        out: list[tuple[nn.Parameter, Tensor]] = []
+        for lay in self.layers:
+            for name, p in lay.learn.items():
+                g = lay.acc[name]
+                if name == "weight":
+                    g = _param_grad(lay.proj, g)
+                elif name == "rec":
+                    g = _param_grad(lay.rec, g)
+                elif name == "tau_mem":  # d beta / d log tau = beta dt / tau
+                    tau = p.detach().exp().to(self.dtype)
+                    g = g * decay(tau, lay.neuron.dt) * lay.neuron.dt / tau
+                elif name == "tau_syn":
+                    tau = p.detach().exp().to(self.dtype)
+                    g = g * decay(tau, lay.neuron.dt) * lay.neuron.dt / tau
+                out.append((p, g.to(p.dtype)))
+        out.append((self.readout_proj.weight, _param_grad(self.readout_proj, self.acc_out).to(
+            self.readout_proj.weight.dtype)))
+        return out
+
+    def _update(self, callback: Callable[[OnlineLearner], None] | None) -> None:
+        grads = self._gradients()
+        if self.optimizer is None:
+            for p, g in grads:
+                p.grad = g.clone() if p.grad is None else p.grad + g
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            for p, g in grads:
+                p.grad = g.clone()
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self.model.project_()
+            self._cache.clear()  # effective weights and delay kernels changed
+        self.updates += 1
+        for lay in self.layers:
+            for a in lay.acc.values():
+                a.zero_()
+        self.acc_out.zero_()
+        if callback is not None:
+            callback(self)
+
+    def run(self, x: Tensor, target: Tensor, record: bool = False,
+            callback: Callable[[OnlineLearner], None] | None = None) -> OnlineResult:
+        """Learn from one batch ``x`` [T, B, N_in] with class indices ``target`` [B], step by step.
+
+        ``callback(learner)`` is called after every update. The state (traces, buffers) is kept until the next
+        run or :meth:`release`, so that :meth:`state_bytes` can be read."""
+        if x.dim() != 3:
+            raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
+        x = x.to(device=self.device, dtype=self.dtype)
+        target = target.to(self.device)
+        T, B, _ = x.shape
+        self.updates = 0
+        self._reset(B)
+        onehot = F.one_hot(target, self.n_out).to(self.dtype)
+        norm = 1.0 / max(T * B, 1)
+        loss = x.new_zeros(())
+        spikes: list[list[Tensor]] = [[] for _ in self.layers]
+        ys: list[Tensor] = []
+        since = 0
+        with torch.no_grad():
+            for t in range(T):
+                s, y, step_loss = self._step(x[t], target, onehot, norm)
+                loss += step_loss
+                if record:
+                    for lst, st in zip(spikes, s):
+                        lst.append(st)
+                    ys.append(y)
+                since += 1
+                if (self.update_every is not None and since == self.update_every) or t == T - 1:
+                    self._update(callback)
+                    since = 0
+        res = OnlineResult(loss_sum=float(loss) / max(T, 1), updates=self.updates)
+        if record:
+            res.spikes = [torch.stack(lst) if lst else x.new_zeros(0, B, lay.neuron.n)
+                          for lst, lay in zip(spikes, self.layers)]
+            res.y = torch.stack(ys) if ys else x.new_zeros(0, B, self.n_out)
+        return res
+
+
+def online_gradients(model: nn.Module, x: Tensor, target: Tensor, feedback: str = "symmetric",
+                     seed: int = 0) -> dict[str, Tensor]:
+    """The online rule's gradient of the ``per_step`` loss for one batch, by parameter name (no update)."""
+    model.zero_grad(set_to_none=True)
+    OnlineLearner(model, feedback=feedback, seed=seed).run(x, target)
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
+                device: str | None = None) -> float:
+    """One epoch of online learning (same batch order as BPTT's epoch); returns the mean ``per_step`` loss."""
+    from spiketime.learning.trainer import batches, time_major
+
+    t = cfg.train
+    device = device or t.device
+    model.train()
+    learner = OnlineLearner(model, feedback=t.feedback, update_every=t.update_every, seed=t.seed, optimizer=opt,
+                            grad_clip=t.grad_clip)
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([t.seed, epoch]).generate_state(1)[0]))
+    total = 0.0
+    for idx in batches(len(data), t.batch_size, g):
+        x, y = time_major(data.x[idx], device), data.y[idx].to(device)
+        total += learner.run(x, y).loss_sum
+    learner.release()
+    if not math.isfinite(total):
+        raise FloatingPointError(f"training loss became {total} in epoch {epoch + 1}; lower train.lr")
+    return total / len(data)
