@@ -163,12 +163,15 @@ class _AxonalInterp(torch.autograd.Function):
         x, buffer, shift, f = ctx.saved_tensors
         T, B, N = x.shape
         g_y = g_y.to(x.dtype).contiguous()
-        g_x, g_buf, g_f_bn = torch.empty_like(x), torch.empty_like(buffer), x.new_empty(B, N)
+        need_x = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        g_x = torch.empty_like(x) if need_x else None
+        g_buf = torch.empty_like(buffer) if need_x else None
+        g_f_bn = x.new_empty(B, N)
         getattr(library(), f"axonal_interp_bwd_{_SUFFIX[x.dtype]}")(
             _ptr(g_y), _ptr(x), _ptr(buffer), _ptr(shift), _ptr(f), _ptr(g_x), _ptr(g_buf), _ptr(g_f_bn),
             ctypes.c_long(T), ctypes.c_long(B), ctypes.c_long(N), ctypes.c_long(buffer.shape[0] + 1),
             ctypes.c_int(torch.get_num_threads()))
-        return g_x, g_buf, None, g_f_bn.sum(0)
+        return g_x, g_buf, None, (g_f_bn.sum(0) if ctx.needs_input_grad[3] else None)
 
 
 def axonal_interp_c(x: Tensor, buffer: Tensor, shift: Tensor, f: Tensor) -> Tensor:
