@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from spiketime.functional.lif import decay, per_neuron
+from spiketime.functional.lif import decay, scan_decay
 from spiketime.kernels import check_backend
 from spiketime.kernels.lif_scan import lif_scan
 from spiketime.surrogate import FastSigmoid
@@ -39,8 +39,7 @@ def li_sequence(x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = N
     if state is None:
         state = LIState(x_seq.new_zeros(x_seq.shape[1:]))
     if check_backend(backend) != "reference" and x_seq.shape[0] > 0:
-        beta = per_neuron(decay(tau, dt), x_seq.shape[2])
-        beta = beta.to(x_seq.dtype if x_seq.dtype == torch.float64 else torch.float32)
+        beta = scan_decay(tau, dt, x_seq.shape[2], x_seq)
         zeros = torch.zeros_like(state.v)
         _, v, _ = lif_scan(x_seq, beta, None, state.v, zeros, zeros, math.inf, "none", FastSigmoid())
         v = v.to(x_seq.dtype)

@@ -70,9 +70,12 @@ def lif_step(x: Tensor, state: LIFState, p: LIFParams, dt: float) -> tuple[Tenso
     return s, LIFState(v, i, s)
 
 
-def per_neuron(value: Tensor, n: int) -> Tensor:
-    """A scalar or ``[N]`` tensor as a contiguous ``[N]`` tensor (differentiable)."""
-    return value.expand(n).contiguous() if value.dim() == 0 else value
+def scan_decay(tau: Tensor, dt: float, n: int, like: Tensor) -> Tensor:
+    """``exp(-dt/tau)`` as the fused scan takes it: a contiguous ``[N]`` tensor (a scalar ``tau`` is expanded),
+    float64 for float64 input and float32 otherwise (bf16/fp16 currents are integrated in float32)."""
+    beta = decay(tau, dt)
+    beta = beta.expand(n).contiguous() if beta.dim() == 0 else beta
+    return beta.to(torch.float64 if like.dtype == torch.float64 else torch.float32)
 
 
 def lif_sequence(
@@ -92,8 +95,8 @@ def lif_sequence(
         state = lif_init(x_seq.shape[1], x_seq.shape[2], x_seq)
     if check_backend(backend) != "reference" and x_seq.shape[0] > 0:
         n = x_seq.shape[2]
-        beta = per_neuron(decay(p.tau_mem, dt), n).to(x_seq.dtype if x_seq.dtype == torch.float64 else torch.float32)
-        alpha = None if p.tau_syn is None else per_neuron(decay(p.tau_syn, dt), n).to(beta.dtype)
+        beta = scan_decay(p.tau_mem, dt, n, x_seq)
+        alpha = None if p.tau_syn is None else scan_decay(p.tau_syn, dt, n, x_seq)
         s, v, i_last = lif_scan(x_seq, beta, alpha, state.v, state.i, state.s, p.theta, p.reset, p.surrogate,
                                 p.smooth, p.detach_reset)
         i_last = i_last if alpha is not None else x_seq[-1]

@@ -77,7 +77,7 @@ def library() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL(str(build()))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        warnings.warn(f"spiketime: compiled CPU scan unavailable ({e}); using the slower PyTorch loop",
+        warnings.warn(f"spiketime: compiled CPU kernels unavailable ({e}); using the slower PyTorch paths",
                       RuntimeWarning, stacklevel=2)
         return None
 
@@ -88,7 +88,7 @@ def _ptr(t: Tensor | None) -> ctypes.c_void_p:
 
 
 def supports(*tensors: Tensor) -> bool:
-    """Whether the compiled scan handles these tensors (CPU, float32/float64) and the library loads."""
+    """Whether the compiled kernels handle these tensors (CPU, float32/float64) and the library loads."""
     return all(t.device.type == "cpu" and t.dtype in _SUFFIX for t in tensors) and library() is not None
 
 
@@ -108,7 +108,7 @@ def lif_scan_fwd_c(
     i_T = torch.empty_like(v0)
     getattr(lib, f"lif_fwd_{suffix}")(
         _ptr(x), _ptr(beta), _ptr(alpha), _ptr(v0), _ptr(i0), _ptr(s0), _ptr(s), _ptr(v),
-        _ptr(i if alpha is not None else None), _ptr(i_T), ctypes.c_long(T), ctypes.c_long(B), ctypes.c_long(N),
+        _ptr(i), _ptr(i_T), ctypes.c_long(T), ctypes.c_long(B), ctypes.c_long(N),
         ctypes.c_double(theta), ctypes.c_int(reset), ctypes.c_int(SURROGATE_CODES[surrogate]),
         ctypes.c_double(scale), ctypes.c_int(int(smooth)), ctypes.c_int(torch.get_num_threads()))
     return s, v, i, i_T

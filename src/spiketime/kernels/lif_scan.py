@@ -149,9 +149,10 @@ def _spikes(v: Tensor, theta: float, sur: Any, smooth: bool) -> Tensor:
 
 def _fwd_any(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset):
     ct = torch.promote_types(x.dtype, beta.dtype)
-    scan = lif_scan_fwd_c if x.device.type == "cpu" and cpu.supports(beta.to(ct)) else lif_scan_fwd_torch
-    s, v, i, i_T = scan(x.to(ct), beta.to(ct), None if alpha is None else alpha.to(ct),
-                                      v0, i0, s0, theta, reset, surrogate, scale, smooth)
+    xc = x.to(ct)
+    scan = lif_scan_fwd_c if cpu.supports(xc) else lif_scan_fwd_torch
+    s, v, i, i_T = scan(xc, beta.to(ct), None if alpha is None else alpha.to(ct), v0, i0, s0, theta, reset,
+                        surrogate, scale, smooth)
     return s.to(x.dtype), v, i, i_T
 
 
