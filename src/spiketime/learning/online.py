@@ -43,7 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
@@ -485,19 +484,16 @@ def online_gradients(model: nn.Module, x: Tensor, target: Tensor, feedback: str 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
                 device: str | None = None) -> float:
     """One epoch of online learning (same batch order as BPTT's epoch); returns the mean ``per_step`` loss."""
-    from spiketime.learning.trainer import batches, time_major
+    from spiketime.learning.trainer import batches, epoch_generator, epoch_mean_loss, time_major
 
     t = cfg.train
     device = device or t.device
     model.train()
     learner = OnlineLearner(model, feedback=t.feedback, update_every=t.update_every, seed=t.seed, optimizer=opt,
                             grad_clip=t.grad_clip)
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([t.seed, epoch]).generate_state(1)[0]))
     total = 0.0
-    for idx in batches(len(data), t.batch_size, g):
+    for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
         x, y = time_major(data.x[idx], device), data.y[idx].to(device)
         total += learner.run(x, y).loss_sum
     learner.release()
-    if not math.isfinite(total):
-        raise FloatingPointError(f"training loss became {total} in epoch {epoch + 1}; lower train.lr")
-    return total / len(data)
+    return epoch_mean_loss(total, len(data), epoch)

@@ -75,6 +75,18 @@ def build_scaler(cfg: Config, device: str | None = None) -> torch.amp.GradScaler
     return torch.amp.GradScaler(dev, enabled=cfg.train.precision == "fp16")
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of epoch ``epoch``'s batch order, seeded by ``(train.seed, epoch)`` (every learner, every rank)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
+def epoch_mean_loss(total: float, n: int, epoch: int) -> float:
+    """``total / n``, the epoch's mean training loss; a one-line error when training diverged."""
+    if not math.isfinite(total):
+        raise FloatingPointError(f"training loss became {total} in epoch {epoch + 1}; lower train.lr")
+    return total / n
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
     """Index batches over ``n`` samples, shuffled when a generator is given."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
@@ -133,9 +145,8 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
         return online_epoch(getattr(model, "module", model), opt, data, cfg, epoch, device)
     scaler = scaler or build_scaler(cfg, device)
     net = getattr(model, "module", model)  # the SpikingNetwork inside a DDP wrapper
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([t.seed, epoch]).generate_state(1)[0]))
     total = 0.0
-    for idx in batches(len(data), t.batch_size, g):
+    for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
         mine = rank_slice(idx, world)
         x, y = time_major(data.x[mine], device), data.y[mine].to(device)
         with autocast(device, t.precision):
@@ -156,9 +167,7 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
         total += summed.item() if world.active else loss.item() * len(idx)
     if world.active:
         (total,) = all_sum([total], world)
-    if not math.isfinite(total):
-        raise FloatingPointError(f"training loss became {total} in epoch {epoch + 1}; lower train.lr")
-    return total / len(data)
+    return epoch_mean_loss(total, len(data), epoch)
 
 
 def default_out(cfg: Config) -> Path:
