@@ -12,6 +12,7 @@ import itertools
 import pytest
 import torch
 
+from spiketime.bench import saved_tensor_bytes
 from spiketime.functional.li import LIState, li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence
 from spiketime.kernels import cpu
@@ -209,19 +210,6 @@ def test_bad_backend_is_one_line_error():
         lif_sequence(x, LIFParams(torch.tensor(10.0)), 1.0, backend="cuda")
 
 
-def _saved_bytes(fn) -> int:
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        if t.numel():
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 @pytest.mark.parametrize("syn", [None, 5.0])
 def test_fixed_time_constants_save_no_currents(syn):
     """With fixed time constants the scan keeps only ``v`` for its backward pass, and the gradients are unchanged."""
@@ -233,7 +221,7 @@ def test_fixed_time_constants_save_no_currents(syn):
     fused = _run("fused", x, tau, tau_syn, st, leaves, "subtract", False, False)
     torch.testing.assert_close(fused[2][0], ref[2][0], rtol=1e-10, atol=1e-12)
     learnt = tau.clone().requires_grad_()
-    fixed = _saved_bytes(lambda: lif_sequence(x, p_fixed, 1.0))
-    learning = _saved_bytes(lambda: lif_sequence(x, p_fixed._replace(tau_mem=learnt), 1.0))
+    fixed = saved_tensor_bytes(lambda: lif_sequence(x, p_fixed, 1.0), exclude=[])
+    learning = saved_tensor_bytes(lambda: lif_sequence(x, p_fixed._replace(tau_mem=learnt), 1.0), exclude=[])
     current = x.numel() * x.element_size()  # the [T,B,N] currents; the rest is the [N] decay's own graph
     assert current <= learning - fixed <= current + 1024
