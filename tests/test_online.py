@@ -13,7 +13,7 @@ from spiketime.config import ConfigError, ModelConfig
 from spiketime.learning import trainer
 from spiketime.learning.distributed import World
 from spiketime.learning.losses import readout_loss
-from spiketime.learning.online import OnlineLearner, online_gradients
+from spiketime.learning.online import OnlineLearner, mask_columns, online_gradients
 from spiketime.nn.network import SpikingNetwork
 
 from conftest import TINY, interrupt_after_first_checkpoint, one_line
@@ -81,10 +81,12 @@ def test_one_layer_gradients_equal_bptt(kw, reset, tau_syn):
         torch.testing.assert_close(got[n], want[n], rtol=1e-6, atol=1e-12, msg=n)
 
 
-@pytest.mark.parametrize("delays", ["axonal", "synaptic"])
-def test_one_layer_gradients_equal_bptt_with_a_mask(delays):
-    model = _net(delays=delays, density=0.5, tau_syn=5.0, reset="zero")
+@pytest.mark.parametrize("density", [0.5, 0.8], ids=["compressed-traces", "masked-dense-traces"])
+@pytest.mark.parametrize("delays", ["none", "axonal", "synaptic"])
+def test_one_layer_gradients_equal_bptt_with_a_mask(delays, density):
+    model = _net(delays=delays, density=density, tau_syn=5.0, reset="zero")
     assert model.projections[0].mask is not None
+    assert (mask_columns(model.projections[0]) is None) == (density == 0.8)  # k = 2 of 5 inputs, or 4 of 5
     x, y = _batch(p=0.5)
     want, got = _bptt(model, x, y), online_gradients(model, x, y)
     assert set(want) == set(got)
@@ -204,6 +206,19 @@ def test_state_bytes_do_not_depend_on_T():
         learner.release()
         assert learner.state_bytes() < sizes[-1]
     assert sizes[0] == sizes[1] > 0
+
+
+@pytest.mark.parametrize("delays", ["none", "axonal", "synaptic"])
+def test_sparse_traces_take_memory_in_proportion_to_the_density(delays):
+    """80 % sparse: the traces hold only each neuron's k = 8 of 40 connections."""
+    sizes = {}
+    for density in (1.0, 0.2):
+        model = SpikingNetwork(40, N_OUT, ModelConfig(hidden=[30], delays=delays, delay_max=4.0, density=density,
+                                                      recurrent=True), 1.0, seed=0)
+        learner = OnlineLearner(model)
+        learner.run(*_batch(T=5, B=8, dtype=torch.float32, n_in=40))
+        sizes[density] = sum(t.numel() for lay in learner.layers for tr in lay.traces.values() for t in tr.tensors())
+    assert sizes[0.2] <= 0.25 * sizes[1.0]
 
 
 def test_bench_online_memory_is_flat_in_T():

@@ -33,7 +33,10 @@ the same model with ``detach_reset`` (every parameter: weights, delays, time con
 layers, recurrent weights and random feedback are approximations (docs/online.md).
 
 Memory: ``O(B M N)`` per trace plus the ``taps`` ring buffer, independent of ``T``
-(:meth:`OnlineLearner.state_bytes`). Weight gradients go through ``effective_weight`` (masks).
+(:meth:`OnlineLearner.state_bytes`). Sparse projections (``model.density``, a fixed fan-in ``k`` per neuron)
+with ``k <= N / 2`` keep their traces only on the ``k`` connections of each neuron (``[B, M, k]``, columns
+``cols``), and synaptic delays filter only those connections: time and memory scale with the density.
+Weight gradients go through ``effective_weight`` (masks).
 """
 
 from __future__ import annotations
@@ -78,6 +81,24 @@ def _effective(module: nn.Module) -> Tensor:
     return getattr(module, "effective_weight", module.weight).detach()
 
 
+def mask_columns(module: nn.Module) -> Tensor | None:
+    """``[M, k]`` column indices of the connections of each row of ``module.mask`` (a fixed fan-in ``k``), when
+    the traces are worth keeping compressed (``k <= N / 2``); None for dense modules and denser masks."""
+    mask = getattr(module, "mask", None)
+    if mask is None:
+        return None
+    m, n = mask.shape
+    k = int(mask[0].count_nonzero()) if m else 0
+    if 2 * k > n or not bool((mask.count_nonzero(1) == k).all()):
+        return None
+    return mask.nonzero()[:, 1].reshape(m, k)  # nonzero() is row-major: row j's columns, sorted
+
+
+def _per_connection(v: Tensor, cols: Tensor) -> Tensor:
+    """``v[b, cols[j, c]]``: the input ``[B, N]`` on each neuron's connections, ``[B, M, k]``."""
+    return v.index_select(1, cols.reshape(-1)).view(v.shape[0], *cols.shape)
+
+
 def _param_grad(module: nn.Module, g_eff: Tensor) -> Tensor:
     """Gradient of ``module.weight`` from the gradient of its effective weight (``weight * mask``: times the mask)."""
     if getattr(module, "mask", None) is None and not hasattr(type(module), "effective_weight"):
@@ -110,6 +131,8 @@ class _Layer:
     rec: nn.Module | None
     learn: dict[str, nn.Parameter]  # "weight", "delays", "rec", "tau_mem", "tau_syn" -> the learned parameter
     state: LIFState | None = None
+    cols: Tensor | None = None  # [M, k]: the inputs of each neuron, when the traces are compressed (sparse)
+    rec_cols: Tensor | None = None  # the same for the recurrent weights
     buf: Tensor | None = None  # ring buffer [taps, B, N] of the last taps inputs
     ptr: int = -1
     lags: Tensor | None = None  # [taps, taps]: buffer rows of lags 0..taps-1 for each pointer
@@ -186,7 +209,8 @@ class OnlineLearner:
                 if p is not None and p.requires_grad:
                     learn[name] = p
             handled |= {id(p) for p in learn.values()}
-            self.layers.append(_Layer(proj, neuron, rec, learn))
+            self.layers.append(_Layer(proj, neuron, rec, learn, cols=mask_columns(proj),
+                                      rec_cols=None if rec is None else mask_columns(rec)))
         missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in handled]
         if missing:
             raise ConfigError(f"online learner: no rule for parameter(s) {', '.join(missing)}")
@@ -220,14 +244,16 @@ class OnlineLearner:
                 lay.lags = (torch.arange(taps).unsqueeze(1) - torch.arange(taps).unsqueeze(0)) % taps
                 lay.lags = lay.lags.to(self.device)
             lay.traces, lay.acc = {}, {}
-            for name, p in lay.learn.items():
+            width = n if lay.cols is None else lay.cols.shape[1]
+            rec_width = m if lay.rec_cols is None else lay.rec_cols.shape[1]
+            for name in lay.learn:
                 if name in ("weight", "delays"):
-                    lay.traces[name] = _Trace((batch, m, n), like, cuba)
+                    lay.traces[name] = _Trace((batch, m, width), like, cuba)
                 elif name == "rec":
-                    lay.traces[name] = _Trace((batch, m, m), like, cuba)
+                    lay.traces[name] = _Trace((batch, m, rec_width), like, cuba)
                 else:  # time constants: per neuron
                     lay.traces[name] = _Trace((batch, m), like, name == "tau_syn")
-                lay.acc[name] = torch.zeros_like(p, dtype=self.dtype)
+                lay.acc[name] = like.new_zeros(lay.traces[name].eps.shape[1:])  # sum over b: [M, width] or [M]
         self.li = LIState(like.new_zeros(batch, self.n_out))
         self.sbar = like.new_zeros(batch, self.layers[-1].neuron.n)
         self.acc_out = torch.zeros_like(self.readout_proj.weight, dtype=self.dtype)
@@ -239,7 +265,7 @@ class OnlineLearner:
         for lay in self.layers:
             if lay.state is not None:
                 out += [lay.state.v, lay.state.i, lay.state.s]
-            out += [t for t in (lay.buf, lay.lags) if t is not None]
+            out += [t for t in (lay.buf, lay.lags, lay.cols, lay.rec_cols) if t is not None]
             for tr in lay.traces.values():
                 out += tr.tensors()
             out += list(lay.acc.values())
@@ -274,15 +300,40 @@ class OnlineLearner:
         return self._cache[key]
 
     def _kernel(self, i: int, lay: _Layer) -> tuple[Tensor, Tensor | None]:
-        p = lay.proj
-        if "delays" not in lay.learn:
-            k = self._cached(("K", i), lambda: delay_kernel(p.delays.detach(), p.dt, p.taps, p.mode, p.sigma)
-                             .to(self.dtype))
-            return k, None
+        """The delay kernel ``[*delays.shape, taps]`` and its derivative (None when the delays are fixed)."""
         if ("K", i) not in self._cache:
-            k, dk = kernel_and_derivative(p.delays, p.dt, p.taps, p.mode, p.sigma)
-            self._cache[("K", i)], self._cache[("dK", i)] = k.to(self.dtype), dk.to(self.dtype)
+            p = lay.proj
+            if "delays" in lay.learn:
+                k, dk = kernel_and_derivative(p.delays, p.dt, p.taps, p.mode, p.sigma)
+            else:
+                k, dk = delay_kernel(p.delays.detach(), p.dt, p.taps, p.mode, p.sigma), None
+            self._cache[("K", i)] = k.to(self.dtype)
+            self._cache[("dK", i)] = None if dk is None else dk.to(self.dtype)
         return self._cache[("K", i)], self._cache[("dK", i)]
+
+    def _synaptic_filter(self, i: int, lay: _Layer) -> tuple[Tensor, Tensor]:
+        """Synaptic delays as one batched product over the inputs: the kernels (and derivatives) of input ``n``'s
+        connections as the rows of ``[N, c P, taps]`` (``c`` = 1 or 2, ``P`` the most connections of one input,
+        zero-padded), and the rows ``[c, M k]`` of the product that hold each connection's value (row-major over
+        ``cols``; every column when dense)."""
+        if ("Ks", i) not in self._cache:
+            k, dk = self._kernel(i, lay)
+            m, n, taps = k.shape
+            cols = lay.cols if lay.cols is not None else torch.arange(n, device=k.device).expand(m, n)
+            flat = cols.reshape(-1)
+            counts = torch.bincount(flat, minlength=n)
+            order = torch.argsort(flat, stable=True)
+            rank = torch.empty_like(flat)
+            first = torch.cumsum(counts, 0) - counts  # where input n's connections start in the sorted order
+            rank[order] = torch.arange(flat.numel(), device=flat.device) - first[flat[order]]
+            per = int(counts.max()) if flat.numel() else 0
+            stacked = [k] if dk is None else [k, dk]
+            packed = k.new_zeros(n, len(stacked), per, taps)
+            for c, kern in enumerate(stacked):
+                packed[flat, c, rank] = kern.gather(1, cols.unsqueeze(2).expand(-1, -1, taps)).reshape(-1, taps)
+            rows = torch.stack([flat * (len(stacked) * per) + c * per + rank for c in range(len(stacked))])
+            self._cache[("Ks", i)], self._cache[("Kr", i)] = packed.reshape(n, -1, taps), rows
+        return self._cache[("Ks", i)], self._cache[("Kr", i)]
 
     # ------------------------------------------------------------------------------------------ one step
 
@@ -299,17 +350,20 @@ class OnlineLearner:
             lay.ptr = (lay.ptr + 1) % taps
             lay.buf[lay.ptr] = h
             lagged = lay.buf.index_select(0, lay.lags[lay.ptr])  # [taps, B, N], lag k = input at t - k
-            k, dk = self._kernel(i, lay)
             if lay.kind == "axonal":  # sum_k w_k(D_i) x_i[t-k]: a [taps, B, N] product, summed (einsum is slower)
+                k, dk = self._kernel(i, lay)
                 xd = (k.t().unsqueeze(1) * lagged).sum(0)
                 current = linear(xd, w)
                 if dk is not None:
                     dxd = (dk.t().unsqueeze(1) * lagged).sum(0)
-            else:
-                xd = torch.einsum("mnk,kbn->bmn", k, lagged)
-                current = torch.einsum("mn,bmn->bm", w, xd)
-                if dk is not None:
-                    dxd = torch.einsum("mnk,kbn->bmn", dk, lagged)
+            else:  # each connection's own filter: [N, c P, taps] @ [N, taps, B], then each connection's row
+                packed, rows = self._synaptic_filter(i, lay)
+                out = torch.bmm(packed, lagged.permute(2, 0, 1)).reshape(-1, h.shape[0])  # [N c P, B]
+                m, width = proj.n_out, proj.n_in if lay.cols is None else lay.cols.shape[1]
+                xd = out.index_select(0, rows[0]).t().view(h.shape[0], m, width)  # [B, M, k (or N)]
+                dxd = out.index_select(0, rows[1]).t().view(h.shape[0], m, width) if rows.shape[0] == 2 else None
+                w_c = w if lay.cols is None else self._cached(("Wc", i), lambda: w.gather(1, lay.cols))
+                current = (w_c * xd).sum(2)
         prev = lay.state
         if lay.rec is not None:
             w_rec = self._cached(("R", i), lambda: _effective(lay.rec).to(self.dtype))
@@ -327,13 +381,19 @@ class OnlineLearner:
         beta_r = beta.unsqueeze(1) * r.unsqueeze(2) if zero else beta.unsqueeze(1)
         omb = (1.0 - beta).unsqueeze(1)
         alpha_c = None if alpha is None else alpha.unsqueeze(1)
+        cols = lay.cols
         for name, tr in lay.traces.items():
             if name == "weight":
-                u = xd if xd.dim() == 3 else xd.unsqueeze(1)
+                u = xd if xd.dim() == 3 else xd.unsqueeze(1) if cols is None else _per_connection(xd, cols)
             elif name == "delays":
-                u = w * dxd if dxd.dim() == 3 else w.unsqueeze(0) * dxd.unsqueeze(1)
+                if dxd.dim() == 3:  # synaptic
+                    u = (w if cols is None else self._cache[("Wc", i)]) * dxd
+                else:  # axonal
+                    u = w.unsqueeze(0) * dxd.unsqueeze(1) if cols is None else \
+                        self._cached(("Wc", i), lambda: w.gather(1, cols)) * _per_connection(dxd, cols)
             elif name == "rec":
-                u = prev.s.to(self.dtype).unsqueeze(1)
+                s_prev = prev.s.to(self.dtype)
+                u = s_prev.unsqueeze(1) if lay.rec_cols is None else _per_connection(s_prev, lay.rec_cols)
             elif name == "tau_mem":  # d v / d beta = r (v[t-1] + beta eps[t-1]) - i[t]
                 tr.eps.mul_(beta).add_(prev.v)
                 if zero:
@@ -360,10 +420,9 @@ class OnlineLearner:
                 lay.acc[name].add_((sig * tr.ebar).sum(0))
                 continue
             if tr.ebar.numel() <= _SMALL:  # broadcast product and sum: fewer, larger ops than einsum's small GEMMs
-                g = (sig.unsqueeze(2) * tr.ebar).sum(0)
+                lay.acc[name].add_((sig.unsqueeze(2) * tr.ebar).sum(0))
             else:
-                g = torch.einsum("bm,bmn->mn", sig, tr.ebar)
-            lay.acc[name].add_(g.sum(0) if name == "delays" and lay.kind == "axonal" else g)
+                lay.acc[name].add_(torch.einsum("bm,bmn->mn", sig, tr.ebar))
 
     def _step(self, x: Tensor, target: Tensor, onehot: Tensor, norm: float) -> tuple[list[Tensor], Tensor, Tensor]:
         h, spikes = x, []
@@ -397,6 +456,11 @@ class OnlineLearner:
         for lay in self.layers:
             for name, p in lay.learn.items():
                 g = lay.acc[name]
+                cols = lay.rec_cols if name == "rec" else lay.cols
+                if name in ("weight", "delays", "rec") and cols is not None:  # [M, k] -> [M, N]
+                    g = g.new_zeros((lay.rec if name == "rec" else lay.proj).mask.shape).scatter_(1, cols, g)
+                if name == "delays" and lay.kind == "axonal":  # one delay per input: the sum over neurons
+                    g = g.sum(0)
                 if name == "weight":
                     g = _param_grad(lay.proj, g)
                 elif name == "rec":
