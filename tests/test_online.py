@@ -234,6 +234,22 @@ def test_bench_online_memory_is_flat_in_T():
     assert "learner online" in format_table(rows)
 
 
+def test_bench_connectivity_builds_a_sparse_network_with_smaller_online_state():
+    from spiketime.bench import run_bench
+
+    def state(connectivity):
+        rows = run_bench([5], batch=8, n_in=200, hidden=(100,), repeats=1, warmup=0, peers=[], learner="online",
+                         connectivity=connectivity)
+        (spk,) = [r for r in rows if r["name"] == "spiketime"]
+        return spk
+
+    dense, sparse = state(1.0), state(0.2)
+    assert "connectivity=0.2" in sparse["notes"] and "connectivity" not in dense["notes"]
+    assert sparse["saved_bytes"] < 0.5 * dense["saved_bytes"]
+    with pytest.raises(ConfigError, match="--connectivity"):
+        run_bench([5], connectivity=0.0, peers=[])
+
+
 # ---------------------------------------------------------------------------------------------- configuration
 
 

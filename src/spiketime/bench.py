@@ -171,12 +171,14 @@ class SpiketimeModel(nn.Module):
         return outs[:-1], y.max(dim=0).values
 
 
-def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT):
+def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT,
+                    connectivity: float = 1.0):
     from spiketime.config import ModelConfig
     from spiketime.nn.network import SpikingNetwork
 
     cfg = ModelConfig(hidden=list(hidden), delays=delays, tau_mem=TAU_MEM, tau_syn=None, learn_tau=False,
-                      tau_out=TAU_OUT, reset="subtract", theta=THETA, readout="li", weight_scale=WEIGHT_SCALE)
+                      tau_out=TAU_OUT, reset="subtract", theta=THETA, readout="li", weight_scale=WEIGHT_SCALE,
+                      density=connectivity)
     net = SpikingNetwork(n_in, n_out, cfg, dt=DT, seed=seed)
     return SpiketimeModel(net), cfg
 
@@ -550,8 +552,11 @@ def run_bench(
     seed: int = 0,
     progress: bool = False,
     memory: bool = True,
+    connectivity: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Measure every candidate at every ``T``; returns one row (a dict) per candidate and ``T``.
+    ``connectivity`` is spiketime's ``model.density`` (fixed sparse hidden projections); the peers get the
+    same weights, zeros included, as dense matrices.
 
     Rows of skipped peers have ``status == "skipped"`` and a ``reason``; spiketime and the matmul floor always
     run (their errors propagate)."""
@@ -565,14 +570,16 @@ def run_bench(
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     batch = batch if batch is not None else (256 if dev.type == "cuda" else 32)
+    if not 0 < connectivity <= 1:
+        raise ConfigError(f"--connectivity {connectivity!r}: expected a fraction in (0, 1] of hidden connections")
     if batch < 1 or repeats < 1 or warmup < 0:
         raise ConfigError("--batch and --repeats must be >= 1, --warmup >= 0")
     amp, learn = _amp(dev, precision), LEARNERS[learner]
 
-    spk, cfg = build_spiketime(tuple(hidden), delays, seed, n_in, n_out)
+    spk, cfg = build_spiketime(tuple(hidden), delays, seed, n_in, n_out, connectivity)
     spk = spk.to(dev)
     weights = [p.weight.detach() for p in spk.net.projections]
-    notes = f"delays={delays}" + (f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
+    notes = f"delays={delays}" + (f"; connectivity={connectivity}" if connectivity < 1 else "") + (f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
     cands = [Candidate(SPIKETIME, SPIKETIME, "torch", f"{spk.net.neurons[0].surrogate!r} [spiketime default]",
                        notes, model=spk)]
     for peer in peers:
@@ -760,6 +767,7 @@ class BenchArgs:
     n_in: int = N_IN
     n_out: int = N_OUT
     density: float = DENSITY
+    connectivity: float = 1.0  # spiketime's model.density
     dt_ms: float = DT
     tau_mem_ms: float = TAU_MEM
     tau_out_ms: float = TAU_OUT

@@ -121,6 +121,8 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=None, help="batch size (default: 256 on cuda, 32 on cpu)")
     p.add_argument("--delays", choices=DELAYS, default="none", help="spiketime's delays (the peers have none)")
     p.add_argument("--learner", choices=sorted(LEARNERS), default="bptt", help="learning rule of the timed step")
+    p.add_argument("--connectivity", type=float, default=1.0,
+                   help="spiketime's model.density: fraction of hidden connections kept (the peers get the same weights, zeros included, as dense matrices)")
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="fp32, or autocast (mixed precision) to bf16/fp16")
     p.add_argument("--peers", metavar="P1,P2", default=",".join(PEERS), help="peers to compare with, or none")
@@ -331,12 +333,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if out is not None and out.is_dir():
         raise ConfigError(f"--json {out}: is a directory, expected a file name")
     rows = run_bench(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
-                     args.warmup, seed=args.seed, progress=not args.quiet and sys.stderr.isatty())
+                     args.warmup, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
+                     connectivity=args.connectivity)
     print(format_table(rows))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         bench = BenchArgs(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
-                          args.warmup, seed=args.seed)
+                          args.warmup, seed=args.seed, connectivity=args.connectivity)
         write_json(out, {"bench": dataclasses.asdict(bench), "device_info": device_info(device), "rows": rows,
                          "command": "spiketime " + " ".join(sys.argv[1:]),
                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
