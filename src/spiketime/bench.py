@@ -579,7 +579,8 @@ def run_bench(
     spk, cfg = build_spiketime(tuple(hidden), delays, seed, n_in, n_out, connectivity)
     spk = spk.to(dev)
     weights = [p.weight.detach() for p in spk.net.projections]
-    notes = f"delays={delays}" + (f"; connectivity={connectivity}" if connectivity < 1 else "") + (f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
+    notes = f"delays={delays}" + (f"; connectivity={connectivity}" if connectivity < 1 else "") + (
+        f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
     cands = [Candidate(SPIKETIME, SPIKETIME, "torch", f"{spk.net.neurons[0].surrogate!r} [spiketime default]",
                        notes, model=spk)]
     for peer in peers:

@@ -122,7 +122,8 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delays", choices=DELAYS, default="none", help="spiketime's delays (the peers have none)")
     p.add_argument("--learner", choices=sorted(LEARNERS), default="bptt", help="learning rule of the timed step")
     p.add_argument("--connectivity", type=float, default=1.0,
-                   help="spiketime's model.density: fraction of hidden connections kept (the peers get the same weights, zeros included, as dense matrices)")
+                   help="spiketime's model.density: fraction of hidden connections kept (the peers get the same "
+                   "weights, zeros included, as dense matrices)")
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="fp32, or autocast (mixed precision) to bf16/fp16")
     p.add_argument("--peers", metavar="P1,P2", default=",".join(PEERS), help="peers to compare with, or none")

@@ -299,17 +299,13 @@ class OnlineLearner:
             self._cache[key] = make()
         return self._cache[key]
 
-    def _kernel(self, i: int, lay: _Layer) -> tuple[Tensor, Tensor | None]:
+    def _kernel(self, lay: _Layer) -> tuple[Tensor, Tensor | None]:
         """The delay kernel ``[*delays.shape, taps]`` and its derivative (None when the delays are fixed)."""
-        if ("K", i) not in self._cache:
-            p = lay.proj
-            if "delays" in lay.learn:
-                k, dk = kernel_and_derivative(p.delays, p.dt, p.taps, p.mode, p.sigma)
-            else:
-                k, dk = delay_kernel(p.delays.detach(), p.dt, p.taps, p.mode, p.sigma), None
-            self._cache[("K", i)] = k.to(self.dtype)
-            self._cache[("dK", i)] = None if dk is None else dk.to(self.dtype)
-        return self._cache[("K", i)], self._cache[("dK", i)]
+        p = lay.proj
+        if "delays" in lay.learn:
+            k, dk = kernel_and_derivative(p.delays, p.dt, p.taps, p.mode, p.sigma)
+            return k.to(self.dtype), dk.to(self.dtype)
+        return delay_kernel(p.delays.detach(), p.dt, p.taps, p.mode, p.sigma).to(self.dtype), None
 
     def _synaptic_filter(self, i: int, lay: _Layer) -> tuple[Tensor, Tensor]:
         """Synaptic delays as one batched product over the inputs: the kernels (and derivatives) of input ``n``'s
@@ -317,7 +313,7 @@ class OnlineLearner:
         zero-padded), and the rows ``[c, M k]`` of the product that hold each connection's value (row-major over
         ``cols``; every column when dense)."""
         if ("Ks", i) not in self._cache:
-            k, dk = self._kernel(i, lay)
+            k, dk = self._kernel(lay)  # not kept: only the packed rows are
             m, n, taps = k.shape
             cols = lay.cols if lay.cols is not None else torch.arange(n, device=k.device).expand(m, n)
             flat = cols.reshape(-1)
@@ -351,14 +347,16 @@ class OnlineLearner:
             lay.buf[lay.ptr] = h
             lagged = lay.buf.index_select(0, lay.lags[lay.ptr])  # [taps, B, N], lag k = input at t - k
             if lay.kind == "axonal":  # sum_k w_k(D_i) x_i[t-k]: a [taps, B, N] product, summed (einsum is slower)
-                k, dk = self._kernel(i, lay)
+                if ("K", i) not in self._cache:
+                    self._cache[("K", i)], self._cache[("dK", i)] = self._kernel(lay)
+                k, dk = self._cache[("K", i)], self._cache[("dK", i)]
                 xd = (k.t().unsqueeze(1) * lagged).sum(0)
                 current = linear(xd, w)
                 if dk is not None:
                     dxd = (dk.t().unsqueeze(1) * lagged).sum(0)
             else:  # each connection's own filter: [N, c P, taps] @ [N, taps, B], then each connection's row
                 packed, rows = self._synaptic_filter(i, lay)
-                out = torch.bmm(packed, lagged.permute(2, 0, 1)).reshape(-1, h.shape[0])  # [N c P, B]
+                out = torch.bmm(packed, lagged.permute(2, 0, 1).contiguous()).reshape(-1, h.shape[0])  # [N c P, B]
                 m, width = proj.n_out, proj.n_in if lay.cols is None else lay.cols.shape[1]
                 xd = out.index_select(0, rows[0]).t().view(h.shape[0], m, width)  # [B, M, k (or N)]
                 dxd = out.index_select(0, rows[1]).t().view(h.shape[0], m, width) if rows.shape[0] == 2 else None
