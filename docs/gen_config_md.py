@@ -58,6 +58,10 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "data.seed": ("—", "Data seed; each split is generated from its own seed derived from `(seed, split)`. "
                        "The class code (intervals, lags, groups) does not depend on it."),
     # model
+    "model.type": ("—", "`lif`: LIF network (every other model key except the gamma ones); `gamma`: SpikingGamma "
+                        "(gamma buckets -> sigma-delta neurons, linear readout of buckets; uses `hidden`, "
+                        "`weight_scale` and the gamma keys; needs `delays: none`, no recurrence, density 1, "
+                        "`readout: li`, fp32)."),
     "model.hidden": ("neurons", "Sizes of the hidden LIF layers, input to readout (e.g. `[64, 64]`)."),
     "model.delays": ("—", "Learnable transmission delays on every projection into a hidden layer: `none`, `axonal` "
                           "(one per presynaptic neuron), `synaptic` (one per connection); the readout projection "
@@ -112,10 +116,28 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                                                  "(the same number for every neuron; drawn from `train.seed`), "
                                                  "the others stay 0; the init std uses that fan-in. The readout "
                                                  "projection is dense."),
+    "model.buckets": ("buckets", "`type: gamma`: number K of gamma buckets (leaky integrators in cascade) on every "
+                                 "input of every layer."),
+    "model.bucket_tau": ("ms", "`type: gamma`: initial time constant tau_1 of the first bucket; "
+                               "`tau_k = tau_1 * bucket_factor^(k-1)`."),
+    "model.bucket_factor": ("factor", "`type: gamma`: ratio of consecutive bucket time constants at init "
+                                      "(> 1.001 when `buckets` > 1)."),
+    "model.bucket_weights": ("—", "`type: gamma`: bucket weights `v` per postsynaptic neuron and bucket "
+                                  "(`neuron`, `w_ji v_jk`) or per connection and bucket (`synapse`, `w_ji v_jik`)."),
+    "model.learn_bucket_tau": ("—", "`type: gamma`: learn the bucket time constants (ordered, `log tau_1` and "
+                                    "log ratios)."),
+    "model.sd_theta": ("activation units", "`type: gamma`: resting threshold theta0 of the sigma-delta neurons "
+                                           "(spike height)."),
+    "model.tau_ref": ("ms", "`type: gamma`: decay time constant of the sigma-delta estimate yhat."),
+    "model.tau_th": ("ms", "`type: gamma`: relaxation time constant of the adaptive threshold to `sd_theta`."),
+    "model.threshold_gain": ("factor", "`type: gamma`: m_f, threshold increase per spike in units of the "
+                                       "threshold (steady threshold `sd_theta + m_f y`)."),
     # train
     "train.learner": ("—", "Learning rule: `bptt` (backpropagation through time with surrogate gradients) or "
                            "`online` (three-factor eligibility traces, forward in time only, memory constant in T; "
-                           "needs `loss: per_step`, `model.readout: li`, fp32, one process; docs/online.md)."),
+                           "needs `loss: per_step`, `model.readout: li`, fp32, one process; docs/online.md); "
+                           "`gamma_online` (`model.type: gamma`: autograd through one step at a time from the "
+                           "detached state, needs `loss: per_step`)."),
     "train.feedback": ("—", "`learner: online`: learning signal of the hidden layers. `symmetric`: the readout "
                             "weights, propagated down through the current step (exact for one hidden layer); "
                             "`random`: a fixed random matrix per hidden layer (seeded by `train.seed`)."),
@@ -147,6 +169,8 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "train.precision": ("—", "Arithmetic of the forward pass and loss (training and evaluation): `fp32`, or "
                              "`bf16` / `fp16` under `torch.autocast` (fp16 with a `GradScaler`, checkpointed); "
                              "parameters and optimiser state stay fp32 (docs/distributed.md)."),
+    "train.gain_weight": ("—", "`model.type: gamma`: weight of the gain loss `gain_weight * sum_l mean_(t,b,n) "
+                               "s_l` (hidden spike rate, straight-through gradient) added to the training loss."),
 }
 
 HEADER = """\

@@ -7,6 +7,7 @@ was expected; the CLI prints it and exits with code 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class ConfigError(ValueError):
 TIMING_TASKS = ("isi", "ccisi", "coincidence")
 BUILTIN_EVENT_TASKS = ("speech_digits", "event_digits")
 REAL_EVENT_TASKS = ("shd", "ssc", "nmnist", "dvs_gesture")
+GAMMA_MIN_FACTOR = math.exp(1e-3)  # learnable ordered bucket taus need log(factor) > 1e-3 (spiketime.nn.gamma)
 
 
 @dataclass
@@ -51,8 +53,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """LIF network: input -> hidden LIF layers (feedforward, or recurrent) -> LI (or LIF) readout."""
+    """``type: lif``: input -> hidden LIF layers (feedforward, or recurrent) -> LI (or LIF) readout.
+    ``type: gamma``: SpikingGamma (:class:`~spiketime.nn.gamma.GammaNetwork`): gamma buckets -> sigma-delta
+    neurons per hidden layer -> linear readout of buckets; uses ``hidden``, ``weight_scale`` and the gamma keys."""
 
+    type: Literal["lif", "gamma"] = "lif"
     hidden: list[int] = field(default_factory=lambda: [128])
     delays: Literal["none", "axonal", "synaptic"] = "axonal"
     delay_mode: Literal["interp", "gaussian"] = "interp"
@@ -72,13 +77,23 @@ class ModelConfig:
     backend: Literal["auto", "fused", "reference"] = "auto"  # LIF/LI scan: fused kernels or the step-by-step reference
     recurrent: bool = False  # hidden layers also get W_rec s[t-1] (own previous spikes, no self-connections)
     density: float = 1.0  # fraction of nonzero connections of every hidden projection (fixed mask; readout dense)
+    # type: gamma only
+    buckets: int = 5  # K gamma buckets per input
+    bucket_tau: float = 5.0  # tau_1 (ms); tau_k = tau_1 * bucket_factor^(k-1) at init
+    bucket_factor: float = 1.5
+    bucket_weights: Literal["neuron", "synapse"] = "neuron"  # bucket weights v_jk per neuron or v_jik per synapse
+    learn_bucket_tau: bool = True
+    sd_theta: float = 0.1  # sigma-delta resting threshold theta0
+    tau_ref: float = 20.0  # ms, decay of the sigma-delta estimate
+    tau_th: float = 20.0  # ms, relaxation of the adaptive threshold
+    threshold_gain: float = 0.5  # m_f: threshold increase per spike, in units of the threshold
 
 
 @dataclass
 class TrainConfig:
     """Optimisation; ``learner`` picks the learning rule."""
 
-    learner: Literal["bptt", "online"] = "bptt"
+    learner: Literal["bptt", "online", "gamma_online"] = "bptt"
     feedback: Literal["symmetric", "random"] = "symmetric"  # online: learning signal of the hidden layers
     update_every: int | None = None  # online: optimiser step every K time steps; null: once per sequence
     epochs: int = 12
@@ -97,6 +112,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gain_weight: float = 0.0  # model.type gamma: weight of the spike-rate (gain) loss
 
 
 @dataclass
@@ -241,13 +257,36 @@ def validate(cfg: Config) -> Config:
         (t.step_size >= 1, "train.step_size", "an integer >= 1"),
         (t.precision in ("fp32", "bf16", "fp16"), "train.precision", "one of fp32, bf16, fp16"),
         (t.update_every is None or t.update_every >= 1, "train.update_every", "null or an integer >= 1"),
+        (t.gain_weight >= 0, "train.gain_weight", "a weight >= 0 of the spike-rate loss"),
+        (t.gain_weight == 0 or m.type == "gamma", "train.gain_weight", "0 unless model.type is gamma"),
+        (m.buckets >= 1, "model.buckets", "an integer >= 1"),
+        (m.bucket_tau > 0, "model.bucket_tau", "a positive time constant in ms"),
+        (m.bucket_factor >= 1 and (m.buckets == 1 or m.bucket_factor > GAMMA_MIN_FACTOR), "model.bucket_factor",
+         f"a factor > {GAMMA_MIN_FACTOR:.4f} when model.buckets > 1 (>= 1 otherwise)"),
+        (m.sd_theta > 0, "model.sd_theta", "a positive resting threshold"),
+        (m.tau_ref > 0, "model.tau_ref", "a positive time constant in ms"),
+        (m.tau_th > 0, "model.tau_th", "a positive time constant in ms"),
+        (m.threshold_gain >= 0, "model.threshold_gain", "a threshold multiplier >= 0"),
+        (t.learner != "gamma_online" or m.type == "gamma", "model.type",
+         "gamma with train.learner gamma_online (use train.learner online for LIF networks)"),
+        (m.type != "gamma" or t.learner != "online", "train.learner",
+         "bptt or gamma_online with model.type gamma (online is the LIF three-factor rule)"),
+        (t.learner != "gamma_online" or t.loss == "per_step", "train.loss",
+         "per_step with train.learner gamma_online (it needs a loss at every time step)"),
+        (m.type != "gamma" or m.delays == "none", "model.delays",
+         "none with model.type gamma (its buckets are the delays; --set model.delays=none)"),
+        (m.type != "gamma" or not m.recurrent, "model.recurrent", "false with model.type gamma (feed-forward only)"),
+        (m.type != "gamma" or m.density == 1, "model.density", "1 with model.type gamma (dense layers only)"),
+        (m.type != "gamma" or m.readout == "li", "model.readout",
+         "li with model.type gamma (its readout is a linear read of the buckets)"),
+        (m.type != "gamma" or t.precision == "fp32", "train.precision", "fp32 with model.type gamma"),
         (t.learner != "online" or t.loss == "per_step", "train.loss",
          "per_step with train.learner online (the online rule needs a loss at every time step)"),
         (t.learner != "online" or m.readout == "li", "model.readout",
          "li with train.learner online (the online rule needs a loss at every step on a leaky-integrator readout)"),
         (t.learner != "online" or t.precision == "fp32", "train.precision",
          "fp32 with train.learner online (it runs its own step-by-step fp32 forward pass)"),
-        ((t.loss == "spike_count") == (m.readout == "lif"), "train.loss",
+        (m.type == "gamma" or (t.loss == "spike_count") == (m.readout == "lif"), "train.loss",
          "spike_count exactly when model.readout is lif (a spike count needs a spiking readout)"),
     ]
     for ok, key, expected in checks:

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best.pt / checkpoint.pt, or run directories (several: one line each in the plot)")
     p.add_argument("--data", metavar="PATH", default=None, help=".npz/.pt file with x [N, T, C] and y [N] (default: the config's test split)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a key of the checkpoint's config (e.g. data.dt)")
+                   help="override a data.* key of the checkpoint's config (e.g. data.dt: a gamma model is "
+                        "run at the new time step, data re-binned)")
     p.add_argument("--perturb", choices=PERTURBATIONS, default=None,
                    help="sweep a perturbation of the test spikes: write perturb_<kind>.csv and .png")
     p.add_argument("--levels", metavar="L1,L2,...", default=None,
@@ -206,13 +207,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     labels = [_checkpoint_label(c) for c in args.checkpoint]
     if len(set(labels)) < len(labels):
         labels = list(args.checkpoint)
+    overrides = [config.parse_set(item) for item in args.overrides]
+    for key, _ in overrides:  # the model and its training are the checkpoint's; only the data may change
+        if not key.startswith("data."):
+            raise ConfigError(f"--set {key}: eval takes only data.* overrides (e.g. data.dt, data.jitter)")
     loaded = [load_checkpoint(c) for c in args.checkpoint]  # all errors before any work
     datasets: dict[str, object] = {}
     results = []
     for path, label, ckpt in zip(args.checkpoint, labels, loaded):
         cfg = config.from_dict(ckpt["config"], f"{path} (config)")
-        for item in args.overrides:
-            config.apply(cfg, *config.parse_set(item))
+        for key, value in overrides:
+            config.apply(cfg, key, value)
         config.validate(cfg)
         model, cfg = model_from_checkpoint(ckpt, cfg)
         key = args.data or json.dumps(cfg.to_dict()["data"], sort_keys=True)
@@ -225,6 +230,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if levels is None:
             res = evaluate(model, data, cfg.train.loss)
             row.update(test_accuracy=res["accuracy"], test_loss=res["loss"])
+            if "spikes_per_sample" in res:
+                row["spikes_per_sample"] = res["spikes_per_sample"]
             print(f"{label}: test_accuracy={res['accuracy']:.4f}")
         else:
             accs = perturbation_curve(model, data, cfg.train.loss, args.perturb, levels, cfg.data.dt, seed=args.seed)
@@ -238,6 +245,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
                "command": "spiketime " + " ".join(sys.argv[1:])}
     if len(results) == 1 and levels is None:
+        if "spikes_per_sample" in results[0]:
+            metrics["spikes_per_sample"] = results[0]["spikes_per_sample"]
         metrics.update(test_accuracy=results[0]["test_accuracy"], test_loss=results[0]["test_loss"],
                        num_classes=results[0]["num_classes"], samples=results[0]["samples"],
                        checkpoint=results[0]["checkpoint"], config=cfg.to_dict())

@@ -10,6 +10,7 @@ import torch
 from spiketime.config import Config
 from spiketime.data.datasets import Splits
 from spiketime.evaluate.plots import plot_delay_histogram, plot_learning_curves, plot_raster
+from spiketime.nn.gamma import GammaNetwork
 from spiketime.nn.network import SpikingNetwork
 from spiketime.rundir import atomic_write_text
 
@@ -17,12 +18,16 @@ PLOTS = {"learning_curves": "learning_curves.png", "raster": "raster.png", "dela
 
 
 @torch.no_grad()
-def write_plots(model: SpikingNetwork, splits: Splits, cfg: Config, history: list[dict], out: Path) -> None:
+def write_plots(model: SpikingNetwork | GammaNetwork, splits: Splits, cfg: Config, history: list[dict], out: Path) -> None:
     """Learning curves, a spike raster of the first test sample per layer, histogram of learned delays."""
     model.eval().cpu()
     plot_learning_curves(history, out / PLOTS["learning_curves"])
     x = splits.test.x[:1].float().transpose(0, 1)  # [T, 1, C]
-    _, _, outputs = model.run(x)
+    if cfg.model.type == "gamma":  # GammaNetwork.run -> (logits, hidden spikes, state)
+        logits, spikes, _ = model.run(x)
+        outputs = [*spikes, logits]
+    else:
+        _, _, outputs = model.run(x)
     layers = {"input": x[:, 0]}
     for i, h in enumerate(outputs[:-1]):
         layers[f"hidden {i + 1}"] = h[:, 0]
@@ -38,12 +43,17 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
     c = metrics["config"]
     d, m, t = c["data"], c["model"], c["train"]
     delays = "no delays" if m["delays"] == "none" else f"learnable {m['delays']} delays (<= {m['delay_max']} ms, {m['delay_mode']} gradient)"
+    sizes = f"{d['channels']}-{'-'.join(map(str, m['hidden']))}-{metrics['num_classes']}"
+    if m.get("type", "lif") == "gamma":
+        what = (f"a SpikingGamma network {sizes} ({m['buckets']} gamma buckets from {m['bucket_tau']} ms, factor "
+                f"{m['bucket_factor']}{' learnable' if m['learn_bucket_tau'] else ' fixed'}, sigma-delta neurons)")
+    else:
+        what = (f"a LIF network {sizes} ({m['readout'].upper()} readout, {delays}, tau_mem {m['tau_mem']} ms"
+                f"{' learnable' if m['learn_tau'] else ' fixed'})")
     lines = [
         f"# {c['name']}",
         "",
-        f"Trained a LIF network {d['channels']}-{'-'.join(map(str, m['hidden']))}-{metrics['num_classes']} "
-        f"({m['readout'].upper()} readout, {delays}, tau_mem {m['tau_mem']} ms"
-        f"{' learnable' if m['learn_tau'] else ' fixed'}) with {t['learner'].upper()} on the "
+        f"Trained {what} with {t['learner'].upper()} on the "
         f"{d['variant']} variant of the {d['task'].upper()} task ({d['duration']} ms at dt = {d['dt']} ms, "
         f"{d['num_classes']} classes), seed {metrics['seed']}.",
         "",

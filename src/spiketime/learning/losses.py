@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -48,3 +49,19 @@ def readout_loss(y: Tensor, target: Tensor, loss: str, reduction: str = "mean") 
         per_sample = F.cross_entropy(y.reshape(t * b, c), target.repeat(t), reduction="none").reshape(t, b).mean(0)
         return per_sample.sum() if reduction == "sum" else per_sample
     return F.cross_entropy(class_scores(y, loss), target, reduction=reduction)
+
+
+def spike_rate(spikes: list[Tensor], reduction: str = "mean") -> Tensor:
+    """The gain loss before its weight: ``sum_l mean_{t, n} s_l[t, b, n]`` per sample ``b`` over the hidden spike
+    trains ``s_l`` [T, B, N_l], then ``mean`` / ``sum`` over the batch (``none``: [B]); 0 without spikes.
+
+    ``train.gain_weight * spike_rate(spikes)`` is added to the training loss of ``model.type: gamma``; its
+    gradient is that of the spikes (straight-through for :class:`~spiketime.nn.gamma.GammaNetwork`)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    per_sample = sum(s.mean(dim=(0, *range(2, s.dim()))) for s in spikes if s.numel())
+    if not torch.is_tensor(per_sample):  # no hidden spikes at all
+        return torch.zeros(())
+    if reduction == "none":
+        return per_sample
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()

@@ -1,5 +1,10 @@
-"""Training loop (BPTT, or ``train.learner: online``: :mod:`spiketime.learning.online`), evaluation, checkpoints
-and the run directory.
+"""Training loop (BPTT, or ``train.learner: online``: :mod:`spiketime.learning.online`, or ``train.learner:
+gamma_online``: :mod:`spiketime.learning.gamma_online`), evaluation, checkpoints and the run directory.
+
+``model.type`` picks the network (:func:`build_model`): ``lif`` (:class:`SpikingNetwork`, whose forward returns
+``(y, state)``) or ``gamma`` (:class:`GammaNetwork`, ``(logits, hidden spikes)``); both give the readout trace
+``[T, B, C]`` first, so one loop serves both, and for ``gamma`` the loss gains
+``train.gain_weight * spike_rate(spikes)`` (:func:`spiketime.learning.losses.spike_rate`).
 
 Every epoch ends by writing ``OUT/checkpoint.pt`` (model, optimiser, scheduler, history, early-stop
 counters) atomically, and ``OUT/best.pt`` when the validation accuracy improved. The batch order of
@@ -32,19 +37,35 @@ from tqdm import tqdm
 from spiketime.config import Config, ConfigError, from_dict, validate
 from spiketime.data.datasets import Split, Splits, load_splits
 from spiketime.learning.distributed import World, all_sum, broadcast, rank_slice, session, wrap
-from spiketime.learning.losses import class_scores, readout_loss
+from spiketime.learning.losses import class_scores, readout_loss, spike_rate
+from spiketime.nn.gamma import GammaNetwork
 from spiketime.nn.network import SpikingNetwork
 from spiketime.rundir import git_commit, torch_save_atomic, versions, write_json, write_yaml
 
 CHECKPOINT, BEST, METRICS = "checkpoint.pt", "best.pt", "metrics.json"
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+Model = SpikingNetwork | GammaNetwork
 
 
-def build_model(cfg: Config, n_in: int, n_out: int) -> SpikingNetwork:
-    return SpikingNetwork(n_in, n_out, cfg.model, cfg.data.dt, seed=cfg.train.seed)
+def build_model(cfg: Config, n_in: int, n_out: int) -> Model:
+    """The network of ``cfg.model.type`` at time step ``cfg.data.dt``, weights seeded by ``train.seed``."""
+    m = cfg.model
+    if m.type == "gamma":
+        return GammaNetwork(n_in, n_out, list(m.hidden), cfg.data.dt, K=m.buckets, tau_1=m.bucket_tau,
+                            factor=m.bucket_factor, bucket_weights=m.bucket_weights, learn_taus=m.learn_bucket_tau,
+                            theta0=m.sd_theta, tau_ref=m.tau_ref, tau_th=m.tau_th, m_f=m.threshold_gain,
+                            seed=cfg.train.seed, weight_scale=m.weight_scale)
+    return SpikingNetwork(n_in, n_out, m, cfg.data.dt, seed=cfg.train.seed)
 
 
-def build_optimizer(model: SpikingNetwork, cfg: Config) -> torch.optim.Optimizer:
+def hidden_spikes(model: torch.nn.Module, aux: Any) -> list[torch.Tensor] | None:
+    """The hidden spike trains of a forward pass's second output: ``GammaNetwork`` returns them (a list),
+    ``SpikingNetwork`` returns its state (None here)."""
+    net = getattr(model, "module", model)
+    return aux if isinstance(net, GammaNetwork) else None
+
+
+def build_optimizer(model: Model, cfg: Config) -> torch.optim.Optimizer:
     """Adam with separate learning rates for weights, time constants and delays."""
     lrs = {"weights": cfg.train.lr, "time_constants": cfg.train.lr_tau, "delays": cfg.train.lr_delay}
     groups = [{"params": ps, "lr": lrs[k], "name": k} for k, ps in model.param_groups().items() if ps]
@@ -100,14 +121,16 @@ def time_major(x: torch.Tensor, device: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: SpikingNetwork, data: Split, loss: str, batch_size: int = 256, device: str = "cpu",
+def evaluate(model: Model, data: Split, loss: str, batch_size: int = 256, device: str = "cpu",
              transform: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
              precision: str = "fp32", world: World | None = None) -> dict[str, float]:
     """Accuracy and mean loss of ``model`` on ``data``; ``transform(x [B, T, C], mask [B, T] | None)`` (e.g. a
     perturbation) is applied to every batch first. ``precision`` autocasts the forward pass; with a multi-process
-    ``world`` each rank evaluates its share of ``data`` and the sums are all-reduced (same result on every rank)."""
+    ``world`` each rank evaluates its share of ``data`` and the sums are all-reduced (same result on every rank).
+    A :class:`GammaNetwork` also reports ``spikes_per_sample``: the mean over samples of its total hidden spike
+    count ``sum_{l, t, n} s_l[t, b, n]``."""
     model.eval()
-    correct, total_loss = 0, 0.0
+    correct, total_loss, spikes = 0, 0.0, 0.0
     mine = rank_slice(torch.arange(len(data)), world) if world is not None else torch.arange(len(data))
     for i in range(0, len(mine), batch_size):
         idx = mine[i:i + batch_size]
@@ -116,13 +139,19 @@ def evaluate(model: SpikingNetwork, data: Split, loss: str, batch_size: int = 25
             xb = transform(xb, data.mask[idx] if data.mask is not None else None)
         x, y = time_major(xb, device), data.y[idx].to(device)
         with autocast(device, precision):
-            out, _ = model(x)
+            out, aux = model(x)
             batch_loss = readout_loss(out, y, loss)
         total_loss += batch_loss.item() * len(idx)
         correct += (class_scores(out, loss).argmax(dim=1) == y).sum().item()
+        s = hidden_spikes(model, aux)
+        if s is not None:
+            spikes += sum(float(h.sum()) for h in s)
     if world is not None and world.active:
-        correct, total_loss = all_sum([correct, total_loss], world)
-    return {"accuracy": correct / len(data), "loss": total_loss / len(data)}
+        correct, total_loss, spikes = all_sum([correct, total_loss, spikes], world)
+    res = {"accuracy": correct / len(data), "loss": total_loss / len(data)}
+    if isinstance(getattr(model, "module", model), GammaNetwork):
+        res["spikes_per_sample"] = spikes / len(data)
+    return res
 
 
 def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split, cfg: Config, epoch: int,
@@ -133,7 +162,9 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
     backpropagates ``(sum of its per-sample losses) * world.size / len(global batch)``, which DDP's mean over
     ranks turns into the gradient of the global batch's mean loss (also for a short last batch, and for a
     rank whose slice is empty: its loss is an empty sum, 0, still connected to every parameter).
-    ``train.learner: online`` runs :func:`spiketime.learning.online.train_epoch` instead (one process only).
+    ``train.learner: online`` runs :func:`spiketime.learning.online.train_epoch` instead (one process only),
+    ``gamma_online`` :func:`spiketime.learning.gamma_online.train_epoch`. For ``model.type: gamma`` the loss is
+    ``readout_loss + train.gain_weight * spike_rate(hidden spikes)``.
     """
     model.train()
     t = cfg.train
@@ -143,6 +174,10 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
         from spiketime.learning.online import train_epoch as online_epoch
 
         return online_epoch(getattr(model, "module", model), opt, data, cfg, epoch, device)
+    if t.learner == "gamma_online":
+        from spiketime.learning.gamma_online import train_epoch as gamma_online_epoch
+
+        return gamma_online_epoch(getattr(model, "module", model), opt, data, cfg, epoch, device)
     scaler = scaler or build_scaler(cfg, device)
     net = getattr(model, "module", model)  # the SpikingNetwork inside a DDP wrapper
     total = 0.0
@@ -150,12 +185,17 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
         mine = rank_slice(idx, world)
         x, y = time_major(data.x[mine], device), data.y[mine].to(device)
         with autocast(device, t.precision):
-            out, _ = model(x)
+            out, aux = model(x)
+            spikes = hidden_spikes(model, aux) if t.gain_weight > 0 else None
             if world.active:
                 summed = readout_loss(out, y, t.loss, reduction="sum")
+                if spikes is not None:
+                    summed = summed + t.gain_weight * spike_rate(spikes, reduction="sum")
                 loss = summed * (world.size / len(idx))
             else:
                 loss = readout_loss(out, y, t.loss)
+                if spikes is not None:
+                    loss = loss + t.gain_weight * spike_rate(spikes)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if t.grad_clip is not None:
@@ -190,11 +230,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], cfg: Config | None = None) -> tuple[SpikingNetwork, Config]:
-    """Rebuild the model of a checkpoint (optionally under a changed config, e.g. another ``data.dt``)."""
+def model_from_checkpoint(ckpt: dict[str, Any], cfg: Config | None = None) -> tuple[Model, Config]:
+    """Rebuild the model of a checkpoint (optionally under a changed config, e.g. another ``data.dt``: a
+    :class:`GammaNetwork` then recomputes every decay ``exp(-dt / tau)`` from its learned taus, ``set_dt``)."""
     cfg = cfg or validate(from_dict(ckpt["config"]))
     model = build_model(cfg, ckpt["n_in"], ckpt["n_out"])
     model.load_state_dict(ckpt["model"])
+    if isinstance(model, GammaNetwork):
+        model.set_dt(cfg.data.dt)
     return model, cfg
 
 
@@ -219,9 +262,9 @@ def _command(world: World) -> str:
 def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World) -> dict[str, Any]:
     t = cfg.train
     device = world.device
-    if t.learner == "online" and world.active:
-        raise ConfigError("train.learner: online runs in one process, not under torchrun (its optimiser steps "
-                          "inside each sequence, with no gradient all-reduce)")
+    if t.learner in ("online", "gamma_online") and world.active:
+        raise ConfigError(f"train.learner: {t.learner} runs in one process, not under torchrun (its optimiser "
+                          "steps inside each sequence, with no gradient all-reduce)")
     torch.manual_seed(t.seed)
     splits = load_splits(cfg.data)  # data errors come before the run directory exists
     out = Path(broadcast(str(out), world))  # rank 0's: default run names hold a timestamp
@@ -303,6 +346,7 @@ def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stop
         "test_accuracy": test["accuracy"],
         "val_accuracy": val["accuracy"],
         "test_loss": test["loss"],
+        **({"spikes_per_sample": test["spikes_per_sample"]} if "spikes_per_sample" in test else {}),
         "num_classes": splits.num_classes,
         "chance": 1.0 / splits.num_classes,
         "train_seconds": state["train_seconds"],

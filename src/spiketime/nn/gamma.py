@@ -113,7 +113,9 @@ def _neuron_step(neuron: SigmaDeltaParams | None, x: Tensor, state: SigmaDeltaSt
         return x, None, None
     if state is None:
         state = sigma_delta_init(x.shape[0], tuple(x.shape[1:]), x, neuron.theta0)
-    return sigma_delta_step(x, state, neuron, dt)
+    u, s, new = sigma_delta_step(x, state, neuron, dt)
+    # straight-through spikes: value s (u = s theta exactly), gradient du / theta[t-1] (the rate estimate's)
+    return u, s + (u - u.detach()) / state.theta.detach(), new
 
 
 def _neuron_sequence(neuron: SigmaDeltaParams | None, x_seq: Tensor, state: SigmaDeltaState | None, dt: float
@@ -271,6 +273,10 @@ class GammaNetwork(nn.Module):
     delays with means from ~5 ms to ~66 ms (``sum_{m<=k} tau_m``) on ms-resolution inputs; sigma-delta neurons
     with ``theta0 = 0.1``, ``tau_ref = tau_th = 20`` ms, ``m_f = 0.5`` (steady threshold ``0.1 + 0.5 y``).
     Weights from ``torch.Generator().manual_seed(seed)``, layer by layer.
+
+    The returned hidden spikes are straight-through: value ``s`` (0/1), gradient ``du[t] / theta[t-1]``, so a
+    loss on the spike count (``train.gain_weight``) gets the gradient of the rate estimate
+    ``sum_t u[t] / theta[t-1]`` (``~ (1 - a_r) y / theta`` per step for a sustained ``y``).
     """
 
     def __init__(self, n_in: int, n_out: int, hidden: list[int], dt: float, K: int = 5, tau_1: float = 5.0,
@@ -334,6 +340,24 @@ class GammaNetwork(nn.Module):
             if s is not None:
                 spikes.append(s)
         return h, spikes, tuple(new)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Nothing to keep feasible (taus are positive and ordered by construction); the trainer's common hook."""
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Learned parameters split into ``weights`` (weights, bucket weights, biases) and ``time_constants``
+        (bucket taus); ``delays`` is empty (the buckets are the delays)."""
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "time_constants": [], "delays": []}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                leaf = name.rsplit(".", 1)[-1]
+                groups["time_constants" if leaf in ("log_tau1", "raw_log_ratio") else "weights"].append(p)
+        return groups
+
+    def learned_delays(self) -> dict[str, Tensor]:
+        """No learned delays (the trainer's plots ask every model)."""
+        return {}
 
     @staticmethod
     def detach_state(state: tuple | None) -> tuple | None:

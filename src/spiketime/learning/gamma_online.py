@@ -1,0 +1,92 @@
+r"""Online learning of a SpikingGamma network (``train.learner: gamma_online``): autograd through one step at a time.
+
+For a batch ``x`` [T, B, N] with targets ``c`` [B] the network is stepped with
+:meth:`~spiketime.nn.gamma.GammaNetwork.step` from the state of the previous step cut from the graph
+(:meth:`~spiketime.nn.gamma.GammaNetwork.detach_state`), and at every step::
+
+    L_t = CE(logits[t], c) / T + gain_weight * sum_l mean_{b, n} s_l[t, b, n] / T
+    p.grad += dL_t / dp        (loss_t.backward(): the graph spans step t only)
+
+so ``sum_t L_t`` is the ``per_step`` loss plus the gain loss of BPTT, but each step's gradient stops at the
+detached state: the buckets' and neurons' memory enters the gradient as a constant (no gradient through time).
+With ``T = 1`` the gradient equals BPTT's. The optimiser steps at the end of the sequence, or every
+``update_every`` steps (and at the end): ``grad_clip`` (global norm), ``optimizer.step()``, ``project_()``,
+``zero_grad``. Memory is one step's graph plus the state: independent of ``T``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spiketime.config import Config, ConfigError
+from spiketime.learning.losses import spike_rate
+
+__all__ = ["gamma_online_gradients", "run_sequence", "train_epoch"]
+
+
+def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0,
+                 update_every: int | None = None, optimizer: torch.optim.Optimizer | None = None,
+                 grad_clip: float | None = None) -> tuple[float, int]:
+    """Learn from one batch ``x`` [T, B, N] with class indices ``target`` [B], one step at a time (module
+    docstring). Without an ``optimizer`` the gradients add up in ``p.grad`` (the sum over the sequence) and no
+    parameter changes. Returns (sum over the batch of each sample's loss ``sum_t L_t``, number of updates)."""
+    if x.dim() != 3:
+        raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
+    if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
+                                     or update_every < 1):
+        raise ConfigError(f"train.update_every: expected null or an integer >= 1, got {update_every!r}")
+    T, B = x.shape[:2]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    total = x.new_zeros((), dtype=torch.float64)
+    state, since, updates = None, 0, 0
+    for t in range(T):
+        logits, spikes, state = model.step(x[t], model.detach_state(state))
+        loss = F.cross_entropy(logits, target) / T
+        if gain_weight > 0:
+            loss = loss + gain_weight * spike_rate([s.unsqueeze(0) for s in spikes]) / T  # s: [1, B, N]
+        loss.backward()
+        total += loss.detach().to(torch.float64)
+        since += 1
+        if optimizer is not None and ((update_every is not None and since == update_every) or t == T - 1):
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            model.project_()
+            optimizer.zero_grad(set_to_none=True)
+            since, updates = 0, updates + 1
+    return float(total) * B, updates
+
+
+def gamma_online_gradients(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0
+                           ) -> dict[str, Tensor]:
+    """The online gradient ``sum_t dL_t/dp`` (one-step graphs, detached state) for one batch, by parameter name;
+    no parameter changes."""
+    model.zero_grad(set_to_none=True)
+    run_sequence(model, x, target, gain_weight)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
+                device: str | None = None) -> float:
+    """One epoch of ``gamma_online`` (same batch order as BPTT's epoch); returns the mean training loss
+    (``per_step`` cross-entropy plus the gain term)."""
+    from spiketime.learning.trainer import batches, epoch_generator, epoch_mean_loss, time_major
+
+    t = cfg.train
+    if t.loss != "per_step":
+        raise ConfigError("train.loss: expected per_step with train.learner gamma_online")
+    device = device or t.device
+    model.train()
+    total = 0.0
+    for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
+        x, y = time_major(data.x[idx], device), data.y[idx].to(device)
+        total += run_sequence(model, x, y, t.gain_weight, t.update_every, opt, t.grad_clip)[0]
+    return epoch_mean_loss(total, len(data), epoch)
