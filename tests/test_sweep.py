@@ -133,6 +133,29 @@ def test_sweep_rerun_skips_finished_runs(sweep, capsys):
     assert (out / "table.md").read_text() == table
 
 
+def test_collect_tabulates_finished_runs_only(sweep, tmp_path, capsys):
+    """--collect runs nothing: a cell missing one seed says (n=1), a cell with none says –."""
+    import shutil
+
+    out = tmp_path / "partial"
+    shutil.copytree(sweep["out"] / "runs", out / "runs")
+    shutil.rmtree(out / "runs" / "data.variant-timing__lif__seed1")
+    shutil.rmtree(out / "runs" / "data.variant-rate__lif__seed0")
+    shutil.rmtree(out / "runs" / "data.variant-rate__lif__seed1")
+    assert main(["sweep", str(sweep["path"]), "--out", str(out), "--collect"]) == 0
+    assert not (out / "runs" / "data.variant-timing__lif__seed1").exists()  # nothing was run
+    _, rows = read_csv(out / "results.csv")
+    assert len(rows) == 5
+    table = (out / "table.md").read_text().splitlines()
+    timing = next(line for line in table if line.startswith("| data.variant=timing"))
+    rate = next(line for line in table if line.startswith("| data.variant=rate"))
+    acc = json.loads((out / "runs" / "data.variant-timing__lif__seed0" / "metrics.json").read_text())["test_accuracy"]
+    assert timing.endswith(f"| {100 * acc:.1f} ± 0.0 (n=1) |")
+    assert rate.endswith("| – |") and "(n=" not in rate
+    assert main(["sweep", str(sweep["path"]), "--out", str(tmp_path / "none"), "--collect"]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+
+
 def test_sweep_jobs_2_matches_jobs_1(tmp_path):
     path = write_sweep(tmp_path / "small.yaml", base=tiny_base(epochs=1), methods={"LIF": {}}, seeds=[0, 1])
     accs = {}

@@ -149,15 +149,20 @@ def _execute(run: dict[str, Any], out: str, threads: int) -> dict[str, Any]:
 
 
 def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, markdown: str | Path | None = None,
-              executor: str = "local", cpus_per_run: float = 1, ray_address: str | None = None) -> Path:
+              executor: str = "local", cpus_per_run: float = 1, ray_address: str | None = None,
+              collect: bool = False) -> Path:
+    """Run the sweep's unfinished runs and write ``results.csv`` and ``table.md``; ``collect``: run nothing,
+    tabulate the runs already finished (a cell with fewer seeds than the sweep's says ``(n=k)``)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if cpus_per_run <= 0:
         raise ConfigError(f"--cpus-per-run must be positive, got {cpus_per_run}")
     sweep = load_sweep(path)
     runs = expand(sweep)
-    ray = _import_ray() if executor == "ray" else None  # fail before anything is written
+    ray = _import_ray() if executor == "ray" and not collect else None  # fail before anything is written
     out = Path(out) if out else Path("runs") / f"sweep-{sweep['name']}"
+    if collect and not (out / "runs").is_dir():
+        raise ConfigError(f"{out}: no finished runs to collect (expected {out / 'runs'})")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     todo = []
@@ -165,7 +170,7 @@ def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, ma
         m = out / "runs" / run["name"] / "metrics.json"
         if m.is_file():
             results[run["name"]] = json.loads(m.read_text())
-        else:
+        elif not collect:
             todo.append(run)
     ray_started = _ray_connect(ray, ray_address, cpus_per_run) if ray is not None and todo else False
     try:
@@ -294,6 +299,8 @@ def write_results(sweep: dict[str, Any], runs: list[dict[str, Any]], results: di
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["row", "method", "seed", "test_accuracy", "val_accuracy", "chance", "epochs", "train_seconds"])
+    runs = [r for r in runs if r["name"] in results]  # all of them, unless collecting an unfinished sweep
+    n_seeds = len(sweep["seeds"])
     for r in runs:
         m = results[r["name"]]
         w.writerow([r["row"], r["method"], r["seed"], m["test_accuracy"], m["val_accuracy"],
@@ -301,12 +308,16 @@ def write_results(sweep: dict[str, Any], runs: list[dict[str, Any]], results: di
     atomic_write_text(out / "results.csv", buf.getvalue())
     rows = list(dict.fromkeys(r["row"] for r in runs))
     methods = list(sweep["methods"])
-    acc = {(r["row"], r["method"]): [] for r in runs}
+    acc: dict[tuple[str, str], list[float]] = {(row, m): [] for row in rows for m in methods}
     for r in runs:
         acc[(r["row"], r["method"])].append(results[r["name"]]["test_accuracy"])
+
+    def cell(values: list[float]) -> str:
+        return _mean_std(values) + (f" (n={len(values)})" if 0 < len(values) < n_seeds else "")
+
     lines = [f"| {' | '.join(['setting', *methods])} |", f"|{'---|' * (len(methods) + 1)}"]
     for row in rows:
-        lines.append(f"| {row} | " + " | ".join(_mean_std(acc[(row, m)]) for m in methods) + " |")
+        lines.append(f"| {row} | " + " | ".join(cell(acc[(row, m)]) for m in methods) + " |")
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "table.md", table)
     if markdown:

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="Ray cluster for --executor ray: HOST:PORT, ray://HOST:PORT, auto or local; "
                         "None: $RAY_ADDRESS, else a running local cluster, else start one")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: write results.csv and table.md from the runs already finished in --out "
+                        "(cells with fewer seeds say (n=k), missing ones –)")
     _add_bench_parser(sub)
     return parser
 
@@ -315,7 +318,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     try:
         run_sweep(args.sweep_config, args.out, jobs=args.jobs, markdown=args.markdown, executor=args.executor,
-                  cpus_per_run=args.cpus_per_run, ray_address=args.ray_address)
+                  cpus_per_run=args.cpus_per_run, ray_address=args.ray_address, collect=args.collect)
     except RunFailed as e:  # one line naming the run; its traceback is in the run's error.txt
         print(f"spiketime: error: {e}", file=sys.stderr)
         return 1
