@@ -178,7 +178,8 @@ def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, ma
             finished = _ray_runs(ray, todo, str(out.resolve()), cpus_per_run)
         else:
             finished = _local_runs(todo, str(out), jobs)
-        with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {sweep['name']}", unit="run") as bar:
+        with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {sweep['name']}", unit="run",
+                  disable=collect) as bar:
             try:
                 for run, result in finished:
                     if isinstance(result, BaseException):
