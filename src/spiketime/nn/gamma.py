@@ -132,7 +132,35 @@ def _neuron_sequence(neuron: SigmaDeltaParams | None, x_seq: Tensor, state: Sigm
     return torch.stack(us), torch.stack(ss), state
 
 
-class GammaDense(nn.Module):
+class _GammaLayer(nn.Module):
+    """What :class:`GammaDense` and :class:`GammaConv2d` share: ``dt`` (the buckets'), and one step
+    ``u -> buckets -> current -> sigma-delta neuron`` (subclasses define ``current`` and set ``buckets``,
+    ``neuron``)."""
+
+    buckets: GammaBuckets
+    neuron: SigmaDeltaParams | None
+
+    @property
+    def dt(self) -> float:
+        return self.buckets.dt
+
+    @dt.setter
+    def dt(self, value: float) -> None:
+        self.buckets.dt = value
+
+    def current(self, b: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def step(self, u: Tensor, state: GammaLayerState | None = None
+             ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
+        """One step: ``u`` [B, n_in] (or [B, C, H, W]) -> (output, spikes or None, state)."""
+        b_state, n_state = (None, None) if state is None else state
+        b, b_state = self.buckets.step(u, b_state)
+        out, s, n_state = _neuron_step(self.neuron, self.current(b), n_state, self.dt)
+        return out, s, GammaLayerState(b_state, n_state)
+
+
+class GammaDense(_GammaLayer):
     """Gamma buckets on ``n_in`` inputs, a dense weighted sum, then sigma-delta neurons (or none).
 
     ``x_j = sum_i sum_k w_ji v_jk b_ik + bias_j`` (``bucket_weights="neuron"``, ``v`` [n_out, K]) or
@@ -159,14 +187,6 @@ class GammaDense(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
 
     @property
-    def dt(self) -> float:
-        return self.buckets.dt
-
-    @dt.setter
-    def dt(self, value: float) -> None:
-        self.buckets.dt = value
-
-    @property
     def effective_weight(self) -> Tensor:
         """``W[j, i, k] = w_ji v_jk`` (or ``w_ji v_jik``): [n_out, n_in, K]."""
         v = self.bucket_weight.unsqueeze(1) if self.mode == "neuron" else self.bucket_weight
@@ -177,14 +197,6 @@ class GammaDense(nn.Module):
         w = self.effective_weight.flatten(1)
         x = b.flatten(-2) @ w.t()
         return x if self.bias is None else x + self.bias
-
-    def step(self, u: Tensor, state: GammaLayerState | None = None
-             ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
-        """One step: ``u`` [B, n_in] -> (output [B, n_out], spikes [B, n_out] or None, state)."""
-        b_state, n_state = (None, None) if state is None else state
-        b, b_state = self.buckets.step(u, b_state)
-        out, s, n_state = _neuron_step(self.neuron, self.current(b), n_state, self.dt)
-        return out, s, GammaLayerState(b_state, n_state)
 
     def forward(self, u_seq: Tensor, state: GammaLayerState | None = None
                 ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
@@ -197,7 +209,7 @@ class GammaDense(nn.Module):
         return out, s, GammaLayerState(b_state, n_state)
 
 
-class GammaConv2d(nn.Module):
+class GammaConv2d(_GammaLayer):
     """Gamma buckets on every input channel-pixel (taus per channel, [C, K]), a 2-D convolution over the
     ``C * K`` bucket planes, then sigma-delta neurons per output pixel (or none).
 
@@ -223,26 +235,10 @@ class GammaConv2d(nn.Module):
         self.weight = nn.Parameter((w * v).reshape(out_channels, in_channels * K, kh, kw))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
-    @property
-    def dt(self) -> float:
-        return self.buckets.dt
-
-    @dt.setter
-    def dt(self, value: float) -> None:
-        self.buckets.dt = value
-
     def current(self, b: Tensor) -> Tensor:
         """Input current [N, O, H', W'] from buckets ``b`` [N, C, H, W, K]."""
         planes = b.permute(0, 1, 4, 2, 3).flatten(1, 2)
         return F.conv2d(planes, self.weight, self.bias, self.stride, self.padding)
-
-    def step(self, u: Tensor, state: GammaLayerState | None = None
-             ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
-        """One step: ``u`` [B, C, H, W] -> (output [B, O, H', W'], spikes or None, state)."""
-        b_state, n_state = (None, None) if state is None else state
-        b, b_state = self.buckets.step(u, b_state)
-        out, s, n_state = _neuron_step(self.neuron, self.current(b), n_state, self.dt)
-        return out, s, GammaLayerState(b_state, n_state)
 
     def forward(self, u_seq: Tensor, state: GammaLayerState | None = None
                 ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
