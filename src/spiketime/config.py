@@ -24,7 +24,8 @@ class ConfigError(ValueError):
 TIMING_TASKS = ("isi", "ccisi", "coincidence")
 BUILTIN_EVENT_TASKS = ("speech_digits", "event_digits")
 REAL_EVENT_TASKS = ("shd", "ssc", "nmnist", "dvs_gesture")
-GAMMA_MIN_FACTOR = math.exp(1e-3)  # learnable ordered bucket taus need log(factor) > 1e-3 (spiketime.nn.gamma)
+GAMMA_MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) of learnable gamma buckets stays above this (spiketime.nn.gamma)
+GAMMA_MIN_FACTOR = math.exp(GAMMA_MIN_LOG_RATIO)  # so model.bucket_factor must exceed it when buckets > 1
 
 
 @dataclass

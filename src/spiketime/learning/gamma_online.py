@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from spiketime.config import Config, ConfigError
 from spiketime.learning.losses import spike_rate
+from spiketime.learning.online import check_update_every, optimizer_step
 
 __all__ = ["gamma_online_gradients", "run_sequence", "train_epoch"]
 
@@ -36,11 +37,8 @@ def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float
     parameter changes. Returns (sum over the batch of each sample's loss ``sum_t L_t``, number of updates)."""
     if x.dim() != 3:
         raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
-    if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
-                                     or update_every < 1):
-        raise ConfigError(f"train.update_every: expected null or an integer >= 1, got {update_every!r}")
+    check_update_every(update_every)
     T, B = x.shape[:2]
-    params = [p for p in model.parameters() if p.requires_grad]
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
     total = x.new_zeros((), dtype=torch.float64)
@@ -54,10 +52,7 @@ def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float
         total += loss.detach().to(torch.float64)
         since += 1
         if optimizer is not None and ((update_every is not None and since == update_every) or t == T - 1):
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            model.project_()
+            optimizer_step(model, optimizer, grad_clip)
             optimizer.zero_grad(set_to_none=True)
             since, updates = 0, updates + 1
     return float(total) * B, updates

@@ -61,8 +61,8 @@ from spiketime.nn.layers import LI, LIF
 FEEDBACKS = ("symmetric", "random")
 _SMALL = 1 << 20  # traces up to this many elements are contracted with the learning signal by a broadcast product
 
-__all__ = ["FEEDBACKS", "OnlineLearner", "OnlineResult", "kernel_and_derivative", "online_gradients",
-           "train_epoch"]
+__all__ = ["FEEDBACKS", "OnlineLearner", "OnlineResult", "check_update_every", "kernel_and_derivative",
+           "online_gradients", "optimizer_step", "train_epoch"]
 
 
 def kernel_and_derivative(delays: Tensor, dt: float, taps: int, mode: str, sigma: float) -> tuple[Tensor, Tensor]:
@@ -81,6 +81,22 @@ def _effective(module: nn.Module) -> Tensor:
     return getattr(module, "effective_weight", module.weight).detach()
 
 
+def check_update_every(update_every: Any) -> None:
+    """``train.update_every`` of an online learner: None (once per sequence) or an integer >= 1."""
+    if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
+                                     or update_every < 1):
+        raise ConfigError(f"train.update_every: expected null or an integer >= 1, got {update_every!r}")
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """An online learner's update from the gradients in ``p.grad``: clip their global norm to ``grad_clip``
+    (None: no clipping), ``optimizer.step()``, then ``model.project_()`` (delay bounds, masks)."""
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    model.project_()
+
+
 def mask_columns(module: nn.Module) -> Tensor | None:
     """``[M, k]`` column indices of the connections of each row of ``module.mask`` (a fixed fan-in ``k``), when
     the traces are worth keeping compressed (``k <= N / 2``); None for dense modules and denser masks."""
@@ -94,8 +110,11 @@ def mask_columns(module: nn.Module) -> Tensor | None:
     return mask.nonzero()[:, 1].reshape(m, k)  # nonzero() is row-major: row j's columns, sorted
 
 
-def _per_connection(v: Tensor, cols: Tensor) -> Tensor:
-    """``v[b, cols[j, c]]``: the input ``[B, N]`` on each neuron's connections, ``[B, M, k]``."""
+def _per_connection(v: Tensor, cols: Tensor | None) -> Tensor:
+    """``v[b, cols[j, c]]``: the input ``[B, N]`` on each neuron's connections, ``[B, M, k]``; without ``cols``
+    (dense) ``[B, 1, N]``, broadcast over the neurons."""
+    if cols is None:
+        return v.unsqueeze(1)
     return v.index_select(1, cols.reshape(-1)).view(v.shape[0], *cols.shape)
 
 
@@ -173,9 +192,7 @@ class OnlineLearner:
                  grad_clip: float | None = None) -> None:
         if feedback not in FEEDBACKS:
             raise ConfigError(f"train.feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
-        if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
-                                         or update_every < 1):
-            raise ConfigError(f"train.update_every: expected null or an integer >= 1, got {update_every!r}")
+        check_update_every(update_every)
         self.model, self.feedback, self.update_every = model, feedback, update_every
         self.optimizer, self.grad_clip = optimizer, grad_clip
         projs, neurons = list(model.projections), list(model.neurons)
@@ -337,6 +354,8 @@ class OnlineLearner:
         proj, neuron = lay.proj, lay.neuron
         dt = neuron.dt
         w = self._cached(("W", i), lambda: _effective(proj).to(self.dtype))
+        cols = lay.cols
+        w_c = w if cols is None else self._cached(("Wc", i), lambda: w.gather(1, cols))  # [M, k]: connections only
         dxd = None
         if lay.kind == "none":
             xd = h
@@ -357,10 +376,9 @@ class OnlineLearner:
             else:  # each connection's own filter: [N, c P, taps] @ [N, taps, B], then each connection's row
                 packed, rows = self._synaptic_filter(i, lay)
                 out = torch.bmm(packed, lagged.permute(2, 0, 1).contiguous()).reshape(-1, h.shape[0])  # [N c P, B]
-                m, width = proj.n_out, proj.n_in if lay.cols is None else lay.cols.shape[1]
+                m, width = w_c.shape
                 xd = out.index_select(0, rows[0]).t().view(h.shape[0], m, width)  # [B, M, k (or N)]
                 dxd = out.index_select(0, rows[1]).t().view(h.shape[0], m, width) if rows.shape[0] == 2 else None
-                w_c = w if lay.cols is None else self._cached(("Wc", i), lambda: w.gather(1, lay.cols))
                 current = (w_c * xd).sum(2)
         prev = lay.state
         if lay.rec is not None:
@@ -379,19 +397,13 @@ class OnlineLearner:
         beta_r = beta.unsqueeze(1) * r.unsqueeze(2) if zero else beta.unsqueeze(1)
         omb = (1.0 - beta).unsqueeze(1)
         alpha_c = None if alpha is None else alpha.unsqueeze(1)
-        cols = lay.cols
-        for name, tr in lay.traces.items():
+        for name, tr in lay.traces.items():  # xd, dxd: [B, M, k] (synaptic) or [B, N] (none, axonal)
             if name == "weight":
-                u = xd if xd.dim() == 3 else xd.unsqueeze(1) if cols is None else _per_connection(xd, cols)
+                u = xd if xd.dim() == 3 else _per_connection(xd, cols)
             elif name == "delays":
-                if dxd.dim() == 3:  # synaptic
-                    u = (w if cols is None else self._cache[("Wc", i)]) * dxd
-                else:  # axonal
-                    u = w.unsqueeze(0) * dxd.unsqueeze(1) if cols is None else \
-                        self._cached(("Wc", i), lambda: w.gather(1, cols)) * _per_connection(dxd, cols)
+                u = w_c * (dxd if dxd.dim() == 3 else _per_connection(dxd, cols))
             elif name == "rec":
-                s_prev = prev.s.to(self.dtype)
-                u = s_prev.unsqueeze(1) if lay.rec_cols is None else _per_connection(s_prev, lay.rec_cols)
+                u = _per_connection(prev.s.to(self.dtype), lay.rec_cols)
             elif name == "tau_mem":  # d v / d beta = r (v[t-1] + beta eps[t-1]) - i[t]
                 tr.eps.mul_(beta).add_(prev.v)
                 if zero:
@@ -483,10 +495,7 @@ class OnlineLearner:
             self.optimizer.zero_grad(set_to_none=True)
             for p, g in grads:
                 p.grad = g.clone()
-            if self.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self.optimizer.step()
-            self.model.project_()
+            optimizer_step(self.model, self.optimizer, self.grad_clip)
             self._cache.clear()  # effective weights and delay kernels changed
         self.updates += 1
         for lay in self.layers:

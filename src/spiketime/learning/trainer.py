@@ -231,13 +231,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any], cfg: Config | None = None) -> tuple[Model, Config]:
-    """Rebuild the model of a checkpoint (optionally under a changed config, e.g. another ``data.dt``: a
-    :class:`GammaNetwork` then recomputes every decay ``exp(-dt / tau)`` from its learned taus, ``set_dt``)."""
+    """Rebuild the model of a checkpoint (optionally under a changed config, e.g. another ``data.dt``: the model
+    is built at that time step, and a :class:`GammaNetwork` computes every decay ``exp(-dt / tau)`` from its
+    learned taus)."""
     cfg = cfg or validate(from_dict(ckpt["config"]))
     model = build_model(cfg, ckpt["n_in"], ckpt["n_out"])
     model.load_state_dict(ckpt["model"])
-    if isinstance(model, GammaNetwork):
-        model.set_dt(cfg.data.dt)
     return model, cfg
 
 

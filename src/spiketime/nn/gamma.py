@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spiketime.config import GAMMA_MIN_LOG_RATIO
 from spiketime.functional.gamma import BucketState, bucket_decays, bucket_sequence, bucket_step, power_law_taus
 from spiketime.functional.sigma_delta import (
     SigmaDeltaParams,
@@ -24,7 +25,7 @@ from spiketime.functional.sigma_delta import (
 from spiketime.functional.sigma_delta import detach_state as detach_neuron_state
 
 BUCKET_WEIGHTS = ("neuron", "synapse")
-MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) >= 1e-3: consecutive taus stay >= 0.1 % apart, even in float32
+MIN_LOG_RATIO = GAMMA_MIN_LOG_RATIO  # log(tau_{k+1} / tau_k) >= 1e-3: taus stay >= 0.1 % apart, even in float32
 
 
 def _inv_softplus(z: float) -> float:
@@ -314,13 +315,7 @@ class GammaNetwork(nn.Module):
         n_in = self.layers[0].n_in
         if x_seq.dim() != 3 or x_seq.shape[-1] != n_in:
             raise ValueError(f"x_seq must be [T, B, {n_in}], got shape {tuple(x_seq.shape)}")
-        state, gain, h, spikes, new = self._check(state), self.spike_gain(), x_seq, [], []
-        for i, (layer, st) in enumerate(zip(self.layers, state)):
-            h, s, st = layer(h if i == 0 else h * gain, st)
-            new.append(st)
-            if s is not None:
-                spikes.append(s)
-        return h, spikes, tuple(new)
+        return self._through_layers(x_seq, state, one_step=False)
 
     def forward(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor]]:
         """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list)."""
@@ -329,9 +324,13 @@ class GammaNetwork(nn.Module):
 
     def step(self, x: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor], tuple]:
         """One step: ``x`` [B, n_in] -> (logits [B, n_out], hidden spikes list, state)."""
+        return self._through_layers(x, state, one_step=True)
+
+    def _through_layers(self, x: Tensor, state: tuple | None, one_step: bool) -> tuple[Tensor, list[Tensor], tuple]:
+        """``x`` through every layer (a sequence, or ``one_step``), hidden outputs scaled by :meth:`spike_gain`."""
         state, gain, h, spikes, new = self._check(state), self.spike_gain(), x, [], []
         for i, (layer, st) in enumerate(zip(self.layers, state)):
-            h, s, st = layer.step(h if i == 0 else h * gain, st)
+            h, s, st = (layer.step if one_step else layer)(h if i == 0 else h * gain, st)
             new.append(st)
             if s is not None:
                 spikes.append(s)
