@@ -60,12 +60,12 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     # model
     "model.type": ("—", "`lif`: LIF network (every other model key except the gamma ones); `gamma`: SpikingGamma "
                         "(gamma buckets -> sigma-delta neurons, linear readout of buckets; uses `hidden`, "
-                        "`weight_scale` and the gamma keys; needs `delays: none`, no recurrence, density 1, "
-                        "`readout: li`, fp32)."),
+                        "`weight_scale` and the gamma keys; `delays` defaults to `none` for it (its buckets are "
+                        "the delays), and it needs no recurrence, density 1, `readout: li`, fp32)."),
     "model.hidden": ("neurons", "Sizes of the hidden LIF layers, input to readout (e.g. `[64, 64]`)."),
     "model.delays": ("—", "Learnable transmission delays on every projection into a hidden layer: `none`, `axonal` "
                           "(one per presynaptic neuron), `synaptic` (one per connection); the readout projection "
-                          "has none."),
+                          "has none. With `model.type: gamma` the default is `none`."),
     "model.delay_mode": ("—", "Delay kernel: `interp` (linear interpolation between the two nearest bins; graded "
                               "spikes, exact gradient of the blend) or `gaussian` (hard integer shift forward, "
                               "gradient of a Gaussian-smoothed shift of width `delay_sigma`)."),
@@ -132,6 +132,11 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "model.tau_th": ("ms", "`type: gamma`: relaxation time constant of the adaptive threshold to `sd_theta`."),
     "model.threshold_gain": ("factor", "`type: gamma`: m_f, threshold increase per spike in units of the "
                                        "threshold (steady threshold `sd_theta + m_f y`)."),
+    "model.conv": ("channels", "`type: gamma` on camera data (`event_digits`, `nmnist`, `dvs_gesture`): output "
+                               "channels of `GammaConv2d` layers before the `hidden` dense layers (`[]`: none). "
+                               "The input is the `(polarity, y, x)` frame after `data.pool`."),
+    "model.conv_kernel": ("pixels", "Square kernel of every `model.conv` layer (padding `conv_kernel // 2`)."),
+    "model.conv_stride": ("pixels", "Stride of every `model.conv` layer."),
     # train
     "train.learner": ("—", "Learning rule: `bptt` (backpropagation through time with surrogate gradients) or "
                            "`online` (three-factor eligibility traces, forward in time only, memory constant in T; "

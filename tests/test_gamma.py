@@ -327,3 +327,25 @@ def test_conv_shapes_and_1x1_equals_dense_per_pixel():
         o, _, state = conv1.step(xt, state)
         steps.append(o)
     torch.testing.assert_close(torch.stack(steps), out_c, atol=1e-12, rtol=0)
+
+
+def test_input_events_reach_the_first_buckets_alike_at_every_dt():
+    """An input event (a count in one bin) is a unit spike: the first layer's buckets, read at the same times in
+    ms, follow the same trajectory at dt = 1 and 0.25 ms (discretisation error O(dt / tau)); raw counts would be
+    4x apart."""
+    traj = {}
+    for dt in (1.0, 0.25):
+        net = GammaNetwork(2, 2, [3], dt=dt, K=3, tau_1=8.0).double()
+        steps = round(60 / dt)
+        x = torch.zeros(steps, 1, 2, dtype=D)
+        x[round(5 / dt), 0, 0] = 1.0  # one event at 5 ms on input 0
+        state, b = None, []
+        for xt in x:
+            _, _, state = net.step(xt, state)
+            b.append(state[0].buckets.b[0, 0].detach())
+        traj[dt] = torch.stack(b)[round(10 / dt) - 1::round(10 / dt)]  # at 10, 20, ..., 60 ms
+    peak = float(traj[1.0].max())
+    torch.testing.assert_close(traj[0.25], traj[1.0], rtol=0.1, atol=0.05 * peak)  # bucket k lags ~(k-1) dt
+    assert peak > 0.02  # ~1 / tau_1 after the event, not ~dt / tau_1
+    raw = GammaNetwork(2, 2, [3], dt=1.0, K=3, tau_1=8.0, normalize_spikes=False)
+    assert raw.spike_gain() == 1.0

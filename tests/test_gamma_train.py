@@ -153,7 +153,9 @@ def test_cli_train_and_eval_gamma(tmp_path, learner):
     assert m["config"]["model"]["type"] == "gamma" and m["learner"] == learner[0].split("=")[1]
     assert 0 <= m["test_accuracy"] <= 1 and m["epochs"] == 2
     assert m["spikes_per_sample"] > 0 and all(math.isfinite(h["train_loss"]) for h in m["history"])
-    assert (out / "best.pt").is_file() and "SpikingGamma" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert (out / "best.pt").is_file() and "SpikingGamma network 6-8-3" in report
+    assert "hidden spikes per test sample" in report and not (out / "delays.png").exists()
     ev = tmp_path / "ev"
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev)]) == 0
     e = json.loads((ev / "metrics.json").read_text())
@@ -224,8 +226,12 @@ def test_eval_at_another_dt_rebins_the_data_and_recomputes_the_decays(tmp_path, 
     (["train.learner=gamma_online", "train.loss=per_step"], ("model.type", "gamma")),
     (["model.type=gamma", "model.delays=none", "train.learner=online", "train.loss=per_step"],
      ("train.learner", "gamma_online")),
-    (["model.type=gamma"], ("model.delays", "none")),
     (["model.type=gamma", "model.delays=axonal"], ("model.delays", "none")),
+    (["model.conv=[4]"], ("model.conv", "gamma")),
+    (["model.type=gamma", "model.conv=[4]"], ("model.conv", "camera")),
+    (["model.type=gamma", "data.task=event_digits", "model.conv=[0]"], ("model.conv", "positive")),
+    (["model.type=gamma", "data.task=event_digits", "model.conv=[4]", "model.conv_stride=0"],
+     ("model.conv_kernel/conv_stride",)),
     (["model.type=gamma", "model.delays=none", "train.learner=gamma_online", "train.loss=max"],
      ("train.loss", "per_step")),
     (["model.type=gamma", "model.delays=none", "model.bucket_weights=layer"], ("model.bucket_weights", "neuron")),
@@ -260,3 +266,65 @@ def test_gamma_config_builds_the_configured_network():
     assert not groups["time_constants"] and groups["weights"]
     lif = trainer.build_model(config.load(None, TINY), 6, 3)
     assert not isinstance(lif, GammaNetwork)
+
+
+def test_gamma_defaults_delays_to_none_unless_they_are_given_after_the_type(tmp_path):
+    assert config.load(None, ["model.type=gamma"]).model.delays == "none"
+    assert config.load(None, []).model.delays == "axonal"  # the LIF default is unchanged
+    lif_file = tmp_path / "lif.yaml"
+    lif_file.write_text("model: {delays: synaptic, hidden: [8]}\n")
+    assert config.load(lif_file, ["model.type=gamma"]).model.delays == "none"  # the type, given later, wins
+    assert config.load(lif_file, []).model.delays == "synaptic"
+    with pytest.raises(ConfigError) as e:
+        config.load(None, ["model.type=gamma", "model.delays=synaptic"])
+    one_line(e, "model.delays", "none")
+    saved = config.load(None, ["model.type=gamma"]).to_dict()
+    assert "explicit_keys" not in saved and config.validate(config.from_dict(saved)).model.delays == "none"
+
+
+def test_conv_gamma_network_from_config():
+    cfg = config.load(None, ["data.task=event_digits", "data.pool=2", "model.type=gamma", "model.conv=[4, 5]",
+                             "model.hidden=[7]", "model.buckets=2"])
+    net = trainer.build_model(cfg, 2 * 17 * 17, 10).double()
+    from spiketime.nn.gamma import GammaConv2d
+
+    assert [type(lay).__name__ for lay in net.layers] == ["GammaConv2d", "GammaConv2d", "GammaDense", "GammaDense"]
+    assert net.input_shape == (2, 17, 17) and net.layers[1].in_channels == 4
+    assert net.layers[2].n_in == 5 * 5 * 5  # 17 -> 9 -> 5 with kernel 3, stride 2, padding 1
+    assert isinstance(net.layers[0], GammaConv2d) and net.layers[0].weight.shape == (4, 2 * 2, 3, 3)
+    x = 4 * (torch.rand(12, 2, 2 * 17 * 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64) < 0.3)
+    logits, spikes = net(x.double())
+    assert logits.shape == (12, 2, 10) and [s.shape for s in spikes] == [(12, 2, 4 * 81), (12, 2, 125), (12, 2, 7)]
+    assert spikes[0].sum() > 0
+    state, outs = None, []
+    for xt in x.double():
+        o, _, state = net.step(xt, state)
+        outs.append(o)
+    torch.testing.assert_close(torch.stack(outs), logits, atol=1e-12, rtol=0)
+    with torch.no_grad():  # evaluation runs in chunks of time; same result
+        net.NO_GRAD_CHUNK = 5
+        torch.testing.assert_close(net(x.double())[0], logits.detach(), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="input_shape"):
+        GammaNetwork(10, 2, [3], 1.0, conv=[2], input_shape=(2, 2, 2))
+
+
+def test_eval_frames_runs_each_checkpoint_at_each_resolution(tmp_path, capsys):
+    from spiketime.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", *_sets("train.epochs=1", "data.dt=1.0"), "--out", str(out)]) == 0
+    ev = tmp_path / "ev"
+    assert main(["eval", "--checkpoint", str(out), "--frames", "20,40,80", "--out", str(ev)]) == 0
+    rows = (ev / "frames.csv").read_text().strip().splitlines()
+    assert rows[0] == "checkpoint,label,frames,dt,accuracy,spikes_per_sample" and len(rows) == 4
+    assert [r.split(",")[2:4] for r in rows[1:]] == [["20", "2"], ["40", "1"], ["80", "0.5"]]
+    m = json.loads((ev / "metrics.json").read_text())
+    at_training_dt = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert m["results"][1]["test_accuracy"] == pytest.approx(at_training_dt)  # 40 frames = the training dt
+    assert (ev / "frames.png").stat().st_size > 0
+    for bad in (["--frames", "0"], ["--frames", "20", "--perturb", "jitter"], ["--frames", "x"],
+                ["--frames", "20", "--set", "data.dt=2"]):
+        capsys.readouterr()
+        assert main(["eval", "--checkpoint", str(out), *bad, "--out", str(ev)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "frames" in err, bad

@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 TIMING_TASKS = ("isi", "ccisi", "coincidence")
 BUILTIN_EVENT_TASKS = ("speech_digits", "event_digits")
 REAL_EVENT_TASKS = ("shd", "ssc", "nmnist", "dvs_gesture")
+CAMERA_TASKS = ("event_digits", "nmnist", "dvs_gesture")  # 2-D sensors: inputs are flattened (polarity, y, x) frames
 GAMMA_MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) of learnable gamma buckets stays above this (spiketime.nn.gamma)
 GAMMA_MIN_FACTOR = math.exp(GAMMA_MIN_LOG_RATIO)  # so model.bucket_factor must exceed it when buckets > 1
 
@@ -88,6 +89,9 @@ class ModelConfig:
     tau_ref: float = 20.0  # ms, decay of the sigma-delta estimate
     tau_th: float = 20.0  # ms, relaxation of the adaptive threshold
     threshold_gain: float = 0.5  # m_f: threshold increase per spike, in units of the threshold
+    conv: list[int] = field(default_factory=list)  # output channels of gamma conv layers before `hidden` (cameras)
+    conv_kernel: int = 3  # square kernel of every conv layer (padding conv_kernel // 2)
+    conv_stride: int = 2
 
 
 @dataclass
@@ -122,6 +126,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = "run"
+
+    def __post_init__(self) -> None:
+        # keys given by a file or --set, in the order last given (not a field: to_dict leaves it out)
+        self.explicit_keys: dict[str, None] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,6 +208,8 @@ def apply(cfg: Config, key: str, value: Any) -> None:
     if key == "name":
         cfg.name = _coerce(key, value, str)
         return
+    cfg.explicit_keys.pop(key, None)
+    cfg.explicit_keys[key] = None
     section, _, sub = key.partition(".")
     if section not in SECTIONS or not sub:
         raise ConfigError(f"unknown config key {key!r}: expected name or one of data.*, model.*, train.*")
@@ -228,8 +238,14 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 
 def validate(cfg: Config) -> Config:
-    """Reject impossible values with a one-line error naming the key."""
+    """Fill the defaults that depend on ``model.type``, then reject impossible values with a one-line error naming
+    the key. With ``model.type: gamma`` (whose buckets are the delays) ``model.delays`` becomes ``none`` unless it
+    was given after ``model.type`` (so ``--config lif.yaml --set model.type=gamma`` drops the file's delays)."""
     d, m, t = cfg.data, cfg.model, cfg.train
+    given = list(getattr(cfg, "explicit_keys", {}))
+    if m.type == "gamma" and not ("model.delays" in given and (
+            "model.type" not in given or given.index("model.delays") > given.index("model.type"))):
+        m.delays = "none"
     checks = [
         (d.dt > 0, "data.dt", "a positive time step in ms"),
         (d.duration >= d.dt, "data.duration", f"at least data.dt ({d.dt} ms)"),
@@ -275,9 +291,13 @@ def validate(cfg: Config) -> Config:
         (t.learner != "gamma_online" or t.loss == "per_step", "train.loss",
          "per_step with train.learner gamma_online (it needs a loss at every time step)"),
         (m.type != "gamma" or m.delays == "none", "model.delays",
-         "none with model.type gamma (its buckets are the delays; --set model.delays=none)"),
+         "none with model.type gamma (its buckets are the delays; leave model.delays out)"),
         (m.type != "gamma" or not m.recurrent, "model.recurrent", "false with model.type gamma (feed-forward only)"),
         (m.type != "gamma" or m.density == 1, "model.density", "1 with model.type gamma (dense layers only)"),
+        (not m.conv or m.type == "gamma", "model.conv", "[] unless model.type is gamma (convolutional gamma layers)"),
+        (not m.conv or d.task in CAMERA_TASKS, "model.conv", f"[] unless data.task is a camera task ({', '.join(CAMERA_TASKS)})"),
+        (all(c >= 1 for c in m.conv), "model.conv", "a list of positive channel counts"),
+        (m.conv_kernel >= 1 and m.conv_stride >= 1, "model.conv_kernel/conv_stride", "integers >= 1"),
         (m.type != "gamma" or m.readout == "li", "model.readout",
          "li with model.type gamma (its readout is a linear read of the buckets)"),
         (m.type != "gamma" or t.precision == "fp32", "train.precision", "fp32 with model.type gamma"),

@@ -7,6 +7,7 @@ line ``spiketime: error: ...`` to stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", metavar="L1,L2,...", default=None,
                    help="perturbation levels (default: jitter 0,1,2,5,10,20; delete 0,0.1,...,0.9; reverse 0,1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the perturbation noise")
+    p.add_argument("--frames", metavar="F1,F2,...", default=None,
+                   help="run every checkpoint at each number of time steps for the data's duration (data.dt = "
+                        "duration / F; a gamma model recomputes its decays): write frames.csv and frames.png")
     p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json (and the CSV, plot) go (default: runs/<timestamp>-eval)")
 
     p = sub.add_parser("baseline", help="logistic regression on per-channel spike counts only",
@@ -195,8 +199,6 @@ def _parse_levels(text: str | None, kind: str) -> list[float]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import json
-
     from spiketime import config
     from spiketime.data.datasets import load_array_file, make_split
     from spiketime.evaluate.perturb import LEVEL_UNITS, perturbation_curve
@@ -206,6 +208,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.levels is not None and args.perturb is None:
         raise ConfigError("--levels needs --perturb KIND")
+    if args.frames is not None:
+        if args.perturb is not None or args.data is not None:
+            raise ConfigError("--frames: runs the config's test split unperturbed (drop --perturb / --data)")
+        return _eval_frames(args)
     levels = _parse_levels(args.levels, args.perturb) if args.perturb else None
     labels = [_checkpoint_label(c) for c in args.checkpoint]
     if len(set(labels)) < len(labels):
@@ -265,6 +271,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"-> {out / f'perturb_{args.perturb}.csv'}, {out / f'perturb_{args.perturb}.png'}")
     else:
         print(f"-> {out / 'metrics.json'}")
+    return 0
+
+
+def _parse_frames(text: str) -> list[int]:
+    try:
+        frames = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--frames {text!r}: expected comma-separated frame counts, e.g. 500,1000,2000") from None
+    if not frames or min(frames) < 1:
+        raise ConfigError(f"--frames {text!r}: expected at least one frame count, each >= 1")
+    return frames
+
+
+def _eval_frames(args: argparse.Namespace) -> int:
+    """``eval --frames``: accuracy (and spikes per sample) of every checkpoint at each number of frames."""
+    from spiketime import config
+    from spiketime.data.datasets import make_split
+    from spiketime.evaluate.plots import plot_perturbation
+    from spiketime.learning.trainer import evaluate, load_checkpoint, model_from_checkpoint
+    from spiketime.rundir import atomic_write_text, git_commit, versions, write_json
+
+    frames = _parse_frames(args.frames)
+    overrides = [config.parse_set(item) for item in args.overrides]
+    for key, _ in overrides:
+        if not key.startswith("data.") or key == "data.dt":
+            raise ConfigError(f"--set {key}: eval --frames takes data.* overrides other than data.dt (set by --frames)")
+    labels = [_checkpoint_label(c) for c in args.checkpoint]
+    if len(set(labels)) < len(labels):
+        labels = list(args.checkpoint)
+    loaded = [load_checkpoint(c) for c in args.checkpoint]
+    rows = []
+    for n in frames:  # frame-major: one binning of the test split alive at a time
+        datasets: dict[str, object] = {}
+        for path, label, ckpt in zip(args.checkpoint, labels, loaded):
+            cfg = config.from_dict(ckpt["config"], f"{path} (config)")
+            for key, value in overrides:
+                config.apply(cfg, key, value)
+            config.apply(cfg, "data.dt", cfg.data.duration / n)
+            config.validate(cfg)
+            model, cfg = model_from_checkpoint(ckpt, cfg)
+            key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
+            if key not in datasets:
+                datasets[key] = make_split(cfg.data, "test")
+            res = evaluate(model, datasets[key], cfg.train.loss)
+            rows.append({"checkpoint": str(path), "label": label, "frames": n, "dt": cfg.data.dt,
+                         "test_accuracy": res["accuracy"], "spikes_per_sample": res.get("spikes_per_sample"),
+                         "num_classes": ckpt["n_out"]})
+            print(f"{label}: frames={n} dt={cfg.data.dt:.4g} ms test_accuracy={res['accuracy']:.4f}")
+    out = _out(args.out, "eval")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", {"frames": frames, "results": rows, "versions": versions(),
+                                      "git_commit": git_commit(), "command": "spiketime " + " ".join(sys.argv[1:])})
+    lines = ["checkpoint,label,frames,dt,accuracy,spikes_per_sample"]
+    lines += [f"{r['checkpoint']},{r['label']},{r['frames']},{r['dt']:.6g},{r['test_accuracy']:.6f},"
+              f"{'' if r['spikes_per_sample'] is None else format(r['spikes_per_sample'], '.1f')}" for r in rows]
+    atomic_write_text(out / "frames.csv", "\n".join(lines) + "\n")
+    curves = {lab: (frames, [r["test_accuracy"] for r in rows if r["label"] == lab]) for lab in labels}
+    plot_perturbation(curves, "frames for the same duration", out / "frames.png", chance=1.0 / rows[0]["num_classes"],
+                      title="accuracy against time resolution")
+    print(f"-> {out / 'frames.csv'}, {out / 'frames.png'}")
     return 0
 
 

@@ -16,10 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spiketime.config import ConfigError, DataConfig
+from spiketime.config import CAMERA_TASKS, ConfigError, DataConfig
 from spiketime.data.datasets import SPLITS, Split, Splits, split_seed
+from spiketime.data.formats import DVS128_SENSOR, NMNIST_SENSOR
 
 NUM_CLASSES = {"speech_digits": 20, "shd": 20, "ssc": 35, "event_digits": 10, "nmnist": 10, "dvs_gesture": 11}
+CAMERA_SENSORS = dict(zip(CAMERA_TASKS, (NMNIST_SENSOR, NMNIST_SENSOR, DVS128_SENSOR)))  # (W, H, P)
+
+
+def frame_shape(cfg: DataConfig) -> tuple[int, int, int]:
+    """``(polarities, H', W')`` of one binned frame of camera task ``cfg.task`` after ``data.pool``: the
+    ``data.channels`` inputs are this image flattened (:func:`spiketime.data.frames.bin_events`)."""
+    if cfg.task not in CAMERA_SENSORS:
+        raise ConfigError(f"data.task: expected a camera task ({', '.join(CAMERA_SENSORS)}) for a convolutional "
+                          f"model, got {cfg.task!r}")
+    w, h, p = CAMERA_SENSORS[cfg.task]
+    return p, -(-h // cfg.pool), -(-w // cfg.pool)
 
 
 def dataset_root(cfg: DataConfig) -> Path:

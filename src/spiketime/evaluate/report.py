@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from spiketime.config import Config
+from spiketime.config import TIMING_TASKS, Config
 from spiketime.data.datasets import Splits
 from spiketime.evaluate.plots import plot_delay_histogram, plot_learning_curves, plot_raster
 from spiketime.nn.gamma import GammaNetwork
@@ -35,7 +35,8 @@ def write_plots(model: SpikingNetwork | GammaNetwork, splits: Splits, cfg: Confi
         layers["output"] = outputs[-1][:, 0]
     label = int(splits.test.y[0])
     plot_raster(layers, cfg.data.dt, out / PLOTS["raster"], title=f"test sample 0 (class {label})")
-    plot_delay_histogram(model.learned_delays(), cfg.model.delay_max, out / PLOTS["delays"])
+    if cfg.model.type != "gamma":  # a gamma network's delays are its buckets (no learned delays)
+        plot_delay_histogram(model.learned_delays(), cfg.model.delay_max, out / PLOTS["delays"])
 
 
 def write_report(metrics: dict[str, Any], out: Path) -> None:
@@ -43,19 +44,22 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
     c = metrics["config"]
     d, m, t = c["data"], c["model"], c["train"]
     delays = "no delays" if m["delays"] == "none" else f"learnable {m['delays']} delays (<= {m['delay_max']} ms, {m['delay_mode']} gradient)"
-    sizes = f"{d['channels']}-{'-'.join(map(str, m['hidden']))}-{metrics['num_classes']}"
-    if m.get("type", "lif") == "gamma":
+    gamma = m.get("type", "lif") == "gamma"
+    conv = [f"conv{ch}" for ch in m.get("conv", [])] if gamma else []
+    sizes = "-".join(map(str, [metrics.get("inputs", d["channels"]), *conv, *m["hidden"], metrics["num_classes"]]))
+    if gamma:
         what = (f"a SpikingGamma network {sizes} ({m['buckets']} gamma buckets from {m['bucket_tau']} ms, factor "
                 f"{m['bucket_factor']}{' learnable' if m['learn_bucket_tau'] else ' fixed'}, sigma-delta neurons)")
     else:
         what = (f"a LIF network {sizes} ({m['readout'].upper()} readout, {delays}, tau_mem {m['tau_mem']} ms"
                 f"{' learnable' if m['learn_tau'] else ' fixed'})")
+    task = (f"the {d['variant']} variant of the {d['task'].upper()} task" if d["task"] in TIMING_TASKS
+            else f"the {d['task']} data")
     lines = [
         f"# {c['name']}",
         "",
-        f"Trained {what} with {t['learner'].upper()} on the "
-        f"{d['variant']} variant of the {d['task'].upper()} task ({d['duration']} ms at dt = {d['dt']} ms, "
-        f"{d['num_classes']} classes), seed {metrics['seed']}.",
+        f"Trained {what} with {t['learner'].upper()} on {task} ({d['duration']} ms at dt = {d['dt']} ms, "
+        f"{metrics['num_classes']} classes), seed {metrics['seed']}.",
         "",
         "| metric | value |",
         "|---|---|",
@@ -64,10 +68,12 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
         f"| chance | {metrics['chance']:.4f} |",
         f"| epochs run (best) | {metrics['epochs']} ({metrics['best_epoch']}) |",
         f"| training time | {metrics['train_seconds']:.1f} s |",
+        *([f"| hidden spikes per test sample | {metrics['spikes_per_sample']:.1f} |"]
+          if "spikes_per_sample" in metrics else []),
         "",
         f"![learning curves]({PLOTS['learning_curves']})",
         f"![spike raster]({PLOTS['raster']})",
-        f"![learned delays]({PLOTS['delays']})",
+        *([] if gamma else [f"![learned delays]({PLOTS['delays']})"]),
         "",
         "Reproduce (same seed, same numbers on CPU):",
         "",

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from spiketime.config import Config, ConfigError, from_dict, validate
 from spiketime.data.datasets import Split, Splits, load_splits
+from spiketime.data.event_sets import frame_shape
 from spiketime.learning.distributed import World, all_sum, broadcast, rank_slice, session, wrap
 from spiketime.learning.losses import class_scores, readout_loss, spike_rate
 from spiketime.nn.gamma import GammaNetwork
@@ -54,7 +55,9 @@ def build_model(cfg: Config, n_in: int, n_out: int) -> Model:
         return GammaNetwork(n_in, n_out, list(m.hidden), cfg.data.dt, K=m.buckets, tau_1=m.bucket_tau,
                             factor=m.bucket_factor, bucket_weights=m.bucket_weights, learn_taus=m.learn_bucket_tau,
                             theta0=m.sd_theta, tau_ref=m.tau_ref, tau_th=m.tau_th, m_f=m.threshold_gain,
-                            seed=cfg.train.seed, weight_scale=m.weight_scale)
+                            seed=cfg.train.seed, weight_scale=m.weight_scale, conv=list(m.conv),
+                            input_shape=frame_shape(cfg.data) if m.conv else None, conv_kernel=m.conv_kernel,
+                            conv_stride=m.conv_stride)
     return SpikingNetwork(n_in, n_out, m, cfg.data.dt, seed=cfg.train.seed)
 
 
@@ -347,6 +350,7 @@ def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stop
         "test_loss": test["loss"],
         **({"spikes_per_sample": test["spikes_per_sample"]} if "spikes_per_sample" in test else {}),
         "num_classes": splits.num_classes,
+        "inputs": splits.channels,
         "chance": 1.0 / splits.num_classes,
         "train_seconds": state["train_seconds"],
         "epochs": state["epoch"],

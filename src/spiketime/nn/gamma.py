@@ -8,7 +8,7 @@ setting ``dt`` (:meth:`GammaNetwork.set_dt`) changes the time resolution and not
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -255,16 +255,22 @@ class GammaConv2d(_GammaLayer):
 
 
 class GammaNetwork(nn.Module):
-    """``input -> [GammaDense + sigma-delta] x len(hidden) -> GammaDense readout (no neuron)``.
+    """``input -> [GammaConv2d + sigma-delta] x len(conv) -> [GammaDense + sigma-delta] x len(hidden) ->
+    GammaDense readout (no neuron)``.
 
-    ``forward(x_seq [T, B, n_in]) -> (logits [T, B, n_out], hidden spikes [T, B, h] per layer)``. The readout's
-    logits are its current ``x`` at every step.
+    ``forward(x_seq [T, B, n_in]) -> (logits [T, B, n_out], hidden spikes [T, B, n] per layer)``. The readout's
+    logits are its current ``x`` at every step. With ``conv`` (output channels per convolutional layer) the input
+    is an image flattened from ``input_shape = (C, H, W)`` (``n_in = C H W``); each convolution has a
+    ``conv_kernel`` square kernel, stride ``conv_stride`` and padding ``conv_kernel // 2``, and its output is
+    flattened for the first dense layer. Spikes of a convolutional layer are returned flattened, ``[T, B, O H' W']``.
 
     Between layers the transmitted ``u = s theta`` is divided by ``1 - a_r`` (``a_r = exp(-dt/tau_ref)``) when
     ``normalize_spikes`` (default): a sustained activation ``y`` then reaches the next layer's first bucket as
     ``~y`` at every ``dt`` (each spike of height ``theta`` moves it by ``~theta tau_ref / tau_1``), where the raw
     ``u`` would give ``(1 - a_r) y ~ y dt / tau_ref``, so that changing ``dt`` would rescale every hidden input.
-    The network input enters the first buckets as given (an analog signal sampled at ``dt``).
+    The network input (event counts per bin) is scaled the same way: an input event is a spike of height 1, so
+    the first buckets see the same input at every ``dt`` (``normalize_spikes=False``: the input and hidden
+    outputs are used as given, e.g. for an analog input sampled at ``dt``).
 
     Defaults: ``K = 5`` buckets with ``tau_k = 5 * 1.5^(k-1)`` = 5, 7.5, 11.3, 16.9, 25.3 ms, i.e. smoothed
     delays with means from ~5 ms to ~66 ms (``sum_{m<=k} tau_m``) on ms-resolution inputs; sigma-delta neurons
@@ -279,18 +285,35 @@ class GammaNetwork(nn.Module):
     def __init__(self, n_in: int, n_out: int, hidden: list[int], dt: float, K: int = 5, tau_1: float = 5.0,
                  factor: float = 1.5, bucket_weights: str = "neuron", learn_taus: bool = True, theta0: float = 0.1,
                  tau_ref: float = 20.0, tau_th: float = 20.0, m_f: float = 0.5, seed: int = 0,
-                 weight_scale: float = 1.0, normalize_spikes: bool = True) -> None:
+                 weight_scale: float = 1.0, normalize_spikes: bool = True, conv: Sequence[int] = (),
+                 input_shape: tuple[int, int, int] | None = None, conv_kernel: int = 3, conv_stride: int = 2) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        self.dt, self.normalize_spikes = dt, normalize_spikes
+        self.dt, self.normalize_spikes, self.n_in = dt, normalize_spikes, n_in
         self.neuron_params = SigmaDeltaParams(theta0, tau_ref, tau_th, m_f)
-        sizes = [n_in, *hidden]
         self.layers = nn.ModuleList()
+        self.input_shape = None
+        if conv:
+            if input_shape is None or math.prod(input_shape) != n_in:
+                raise ValueError(f"input_shape must be (C, H, W) with C*H*W = n_in = {n_in} for conv layers, "
+                                 f"got {input_shape!r}")
+            self.input_shape = tuple(input_shape)
+            c, h, w = input_shape
+            for out_c in conv:
+                self.layers.append(GammaConv2d(c, out_c, conv_kernel, dt, K, tau_1, factor, learn_taus, conv_stride,
+                                               conv_kernel // 2, self.neuron_params, weight_scale=weight_scale,
+                                               generator=g))
+                h, w = ((n + 2 * (conv_kernel // 2) - conv_kernel) // conv_stride + 1 for n in (h, w))
+                c = out_c
+            n_in = c * h * w
+        sizes = [n_in, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
             self.layers.append(GammaDense(a, b, dt, K, tau_1, factor, learn_taus, bucket_weights, self.neuron_params,
                                           weight_scale=weight_scale, generator=g))
         self.layers.append(GammaDense(sizes[-1], n_out, dt, K, tau_1, factor, learn_taus, bucket_weights, None,
                                       weight_scale=weight_scale, generator=g))
+
+    NO_GRAD_CHUNK = 250  # time steps per chunk of a forward pass without autograd
 
     def set_dt(self, dt: float) -> None:
         """Change the time step (ms) of every layer; all decays follow from the time constants."""
@@ -299,7 +322,7 @@ class GammaNetwork(nn.Module):
             layer.dt = dt
 
     def spike_gain(self) -> float:
-        """Factor applied to ``u`` between layers: ``1 / (1 - exp(-dt/tau_ref))``, or 1."""
+        """Factor applied to the input and to ``u`` between layers: ``1 / (1 - exp(-dt/tau_ref))``, or 1."""
         if not self.normalize_spikes:
             return 1.0
         return 1.0 / -math.expm1(-self.dt / float(self.neuron_params.tau_ref))
@@ -311,11 +334,20 @@ class GammaNetwork(nn.Module):
         return state
 
     def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor], tuple]:
-        """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list, final state)."""
-        n_in = self.layers[0].n_in
-        if x_seq.dim() != 3 or x_seq.shape[-1] != n_in:
-            raise ValueError(f"x_seq must be [T, B, {n_in}], got shape {tuple(x_seq.shape)}")
-        return self._through_layers(x_seq, state, one_step=False)
+        """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list, final state).
+
+        Without autograd (evaluation) the sequence runs in chunks of :attr:`NO_GRAD_CHUNK` steps, the state carried
+        over (same result): the buckets of one chunk, not of all ``T`` steps, are held at once."""
+        if x_seq.dim() != 3 or x_seq.shape[-1] != self.n_in:
+            raise ValueError(f"x_seq must be [T, B, {self.n_in}], got shape {tuple(x_seq.shape)}")
+        if torch.is_grad_enabled() or len(x_seq) <= self.NO_GRAD_CHUNK:
+            return self._through_layers(x_seq, state, one_step=False)
+        logits, spikes = [], []
+        for chunk in x_seq.split(self.NO_GRAD_CHUNK):
+            out, s, state = self._through_layers(chunk, state, one_step=False)
+            logits.append(out)
+            spikes.append(s)
+        return torch.cat(logits), [torch.cat(layer) for layer in zip(*spikes)], state
 
     def forward(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor]]:
         """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list)."""
@@ -327,13 +359,18 @@ class GammaNetwork(nn.Module):
         return self._through_layers(x, state, one_step=True)
 
     def _through_layers(self, x: Tensor, state: tuple | None, one_step: bool) -> tuple[Tensor, list[Tensor], tuple]:
-        """``x`` through every layer (a sequence, or ``one_step``), hidden outputs scaled by :meth:`spike_gain`."""
-        state, gain, h, spikes, new = self._check(state), self.spike_gain(), x, [], []
-        for i, (layer, st) in enumerate(zip(self.layers, state)):
-            h, s, st = (layer.step if one_step else layer)(h if i == 0 else h * gain, st)
+        """``x`` through every layer (a sequence, or ``one_step``), the input and every hidden output scaled by
+        :meth:`spike_gain`."""
+        state, gain, spikes, new = self._check(state), self.spike_gain(), [], []
+        lead = 1 if one_step else 2  # [B] or [T, B] leading dims
+        h = x if self.input_shape is None else x.unflatten(lead, self.input_shape)
+        for layer, st in zip(self.layers, state):
+            if isinstance(layer, GammaDense):
+                h = h.flatten(lead)
+            h, s, st = (layer.step if one_step else layer)(h * gain, st)
             new.append(st)
             if s is not None:
-                spikes.append(s)
+                spikes.append(s.flatten(lead))
         return h, spikes, tuple(new)
 
     @torch.no_grad()
