@@ -50,6 +50,16 @@ def test_train_writes_complete_run_directory(tmp_path, tiny_sets, capsys):
     code, _, _ = _run_cli(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(tmp_path / "ev")], capsys)
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert code == 0 and ev["test_accuracy"] == m["test_accuracy"]
+    # hidden spikes per test sample, counted from the best model's hidden layers
+    from spiketime.data.datasets import make_split
+    from spiketime.learning.trainer import load_checkpoint, model_from_checkpoint
+
+    model, rcfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    test = make_split(rcfg.data, "test")
+    with torch.no_grad():
+        _, _, outputs = model.run(test.x.float().transpose(0, 1))
+    count = sum(float(h.sum()) for h in outputs[:-1]) / len(test)
+    assert count > 0 and m["spikes_per_sample"] == pytest.approx(count) == ev["spikes_per_sample"]
 
 
 def test_eval_data_file_and_baseline(tmp_path, tiny_sets, capsys):

@@ -238,9 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data)}
         if levels is None:
             res = evaluate(model, data, cfg.train.loss)
-            row.update(test_accuracy=res["accuracy"], test_loss=res["loss"])
-            if "spikes_per_sample" in res:
-                row["spikes_per_sample"] = res["spikes_per_sample"]
+            row.update(test_accuracy=res["accuracy"], test_loss=res["loss"], spikes_per_sample=res["spikes_per_sample"])
             print(f"{label}: test_accuracy={res['accuracy']:.4f}")
         else:
             accs = perturbation_curve(model, data, cfg.train.loss, args.perturb, levels, cfg.data.dt, seed=args.seed)
@@ -254,9 +252,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
                "command": "spiketime " + " ".join(sys.argv[1:])}
     if len(results) == 1 and levels is None:
-        if "spikes_per_sample" in results[0]:
-            metrics["spikes_per_sample"] = results[0]["spikes_per_sample"]
         metrics.update(test_accuracy=results[0]["test_accuracy"], test_loss=results[0]["test_loss"],
+                       spikes_per_sample=results[0]["spikes_per_sample"],
                        num_classes=results[0]["num_classes"], samples=results[0]["samples"],
                        checkpoint=results[0]["checkpoint"], config=cfg.to_dict())
     write_json(out / "metrics.json", metrics)
@@ -316,7 +313,7 @@ def _eval_frames(args: argparse.Namespace) -> int:
                 datasets[key] = make_split(cfg.data, "test")
             res = evaluate(model, datasets[key], cfg.train.loss)
             rows.append({"checkpoint": str(path), "label": label, "frames": n, "dt": cfg.data.dt,
-                         "test_accuracy": res["accuracy"], "spikes_per_sample": res.get("spikes_per_sample"),
+                         "test_accuracy": res["accuracy"], "spikes_per_sample": res["spikes_per_sample"],
                          "num_classes": ckpt["n_out"]})
             print(f"{label}: frames={n} dt={cfg.data.dt:.4g} ms test_accuracy={res['accuracy']:.4f}")
     out = _out(args.out, "eval")
@@ -325,7 +322,7 @@ def _eval_frames(args: argparse.Namespace) -> int:
                                       "git_commit": git_commit(), "command": "spiketime " + " ".join(sys.argv[1:])})
     lines = ["checkpoint,label,frames,dt,accuracy,spikes_per_sample"]
     lines += [f"{r['checkpoint']},{r['label']},{r['frames']},{r['dt']:.6g},{r['test_accuracy']:.6f},"
-              f"{'' if r['spikes_per_sample'] is None else format(r['spikes_per_sample'], '.1f')}" for r in rows]
+              f"{r['spikes_per_sample']:.1f}" for r in rows]
     atomic_write_text(out / "frames.csv", "\n".join(lines) + "\n")
     curves = {lab: (frames, [r["test_accuracy"] for r in rows if r["label"] == lab]) for lab in labels}
     plot_perturbation(curves, "frames for the same duration", out / "frames.png", chance=1.0 / rows[0]["num_classes"],

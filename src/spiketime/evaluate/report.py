@@ -69,7 +69,7 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
         f"| epochs run (best) | {metrics['epochs']} ({metrics['best_epoch']}) |",
         f"| training time | {metrics['train_seconds']:.1f} s |",
         *([f"| hidden spikes per test sample | {metrics['spikes_per_sample']:.1f} |"]
-          if "spikes_per_sample" in metrics else []),
+          if "spikes_per_sample" in metrics else []),  # absent from runs made before it was recorded
         "",
         f"![learning curves]({PLOTS['learning_curves']})",
         f"![spike raster]({PLOTS['raster']})",

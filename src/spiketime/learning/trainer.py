@@ -130,9 +130,10 @@ def evaluate(model: Model, data: Split, loss: str, batch_size: int = 256, device
     """Accuracy and mean loss of ``model`` on ``data``; ``transform(x [B, T, C], mask [B, T] | None)`` (e.g. a
     perturbation) is applied to every batch first. ``precision`` autocasts the forward pass; with a multi-process
     ``world`` each rank evaluates its share of ``data`` and the sums are all-reduced (same result on every rank).
-    A :class:`GammaNetwork` also reports ``spikes_per_sample``: the mean over samples of its total hidden spike
-    count ``sum_{l, t, n} s_l[t, b, n]``."""
+    ``spikes_per_sample`` is the mean over samples of the total hidden spike count ``sum_{l, t, n} s_l[t, b, n]``
+    (hidden layers only, for a LIF and a gamma network alike; a LIF readout's spikes are not counted)."""
     model.eval()
+    net = getattr(model, "module", model)  # the network inside a DDP wrapper
     correct, total_loss, spikes = 0, 0.0, 0.0
     mine = rank_slice(torch.arange(len(data)), world) if world is not None else torch.arange(len(data))
     for i in range(0, len(mine), batch_size):
@@ -142,19 +143,18 @@ def evaluate(model: Model, data: Split, loss: str, batch_size: int = 256, device
             xb = transform(xb, data.mask[idx] if data.mask is not None else None)
         x, y = time_major(xb, device), data.y[idx].to(device)
         with autocast(device, precision):
-            out, aux = model(x)
+            if isinstance(net, SpikingNetwork):
+                out, _, outputs = net.run(x)
+                hidden = outputs[:-1]
+            else:
+                out, hidden = model(x)
             batch_loss = readout_loss(out, y, loss)
         total_loss += batch_loss.item() * len(idx)
         correct += (class_scores(out, loss).argmax(dim=1) == y).sum().item()
-        s = hidden_spikes(model, aux)
-        if s is not None:
-            spikes += sum(float(h.sum()) for h in s)
+        spikes += sum(float(h.sum()) for h in hidden)
     if world is not None and world.active:
         correct, total_loss, spikes = all_sum([correct, total_loss, spikes], world)
-    res = {"accuracy": correct / len(data), "loss": total_loss / len(data)}
-    if isinstance(getattr(model, "module", model), GammaNetwork):
-        res["spikes_per_sample"] = spikes / len(data)
-    return res
+    return {"accuracy": correct / len(data), "loss": total_loss / len(data), "spikes_per_sample": spikes / len(data)}
 
 
 def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split, cfg: Config, epoch: int,
@@ -348,7 +348,7 @@ def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stop
         "test_accuracy": test["accuracy"],
         "val_accuracy": val["accuracy"],
         "test_loss": test["loss"],
-        **({"spikes_per_sample": test["spikes_per_sample"]} if "spikes_per_sample" in test else {}),
+        "spikes_per_sample": test["spikes_per_sample"],
         "num_classes": splits.num_classes,
         "inputs": splits.channels,
         "chance": 1.0 / splits.num_classes,
