@@ -55,7 +55,7 @@ def measure(T: int, batch: int, n_in: int, hidden: int, n_out: int, dt: float, r
     bptt_bytes = saved_tensor_bytes(bptt, params)
     one_step = saved_tensor_bytes(lambda: run_sequence(model, x[-1:], y), params)
     with torch.no_grad():
-        _, _, state = model.run(x)
+        _, state, _ = model.run(x)
     online_bytes = one_step + state_bytes(state)
     times = {}
     for name, fn in (("bptt", bptt), ("online", online)):

@@ -257,14 +257,16 @@ def test_network_shapes_and_step_equals_forward():
             assert spikes[1].sum() > 0  # the second hidden layer is active too
         state, outs, sps = None, [], []
         for xt in x:
-            o, s, state = net.step(xt, state)
+            o, state, step_outputs = net.step(xt, state)
             outs.append(o)
-            sps.append(s)
+            sps.append(step_outputs[:-1])
+            assert step_outputs[-1] is o
         torch.testing.assert_close(torch.stack(outs), logits, atol=1e-12, rtol=0)
         for i, s in enumerate(spikes):
             assert torch.equal(torch.stack([sp[i] for sp in sps]), s)
         # a forward in two chunks with the state carried over equals one forward
-        l1, _, st = net.run(x[:50])
+        l1, st, outputs = net.run(x[:50])
+        assert outputs[-1] is l1 and len(outputs) == 3
         l2, _, _ = net.run(x[50:], st)
         torch.testing.assert_close(torch.cat([l1, l2]), logits, atol=1e-12, rtol=0)
         det = net.detach_state(state)
@@ -341,7 +343,7 @@ def test_input_events_reach_the_first_buckets_alike_at_every_dt():
         x[round(5 / dt), 0, 0] = 1.0  # one event at 5 ms on input 0
         state, b = None, []
         for xt in x:
-            _, _, state = net.step(xt, state)
+            _, state, _ = net.step(xt, state)
             b.append(state[0].buckets.b[0, 0].detach())
         traj[dt] = torch.stack(b)[round(10 / dt) - 1::round(10 / dt)]  # at 10, 20, ..., 60 ms
     peak = float(traj[1.0].max())

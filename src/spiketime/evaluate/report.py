@@ -23,11 +23,7 @@ def write_plots(model: SpikingNetwork | GammaNetwork, splits: Splits, cfg: Confi
     model.eval().cpu()
     plot_learning_curves(history, out / PLOTS["learning_curves"])
     x = splits.test.x[:1].float().transpose(0, 1)  # [T, 1, C]
-    if cfg.model.type == "gamma":  # GammaNetwork.run -> (logits, hidden spikes, state)
-        logits, spikes, _ = model.run(x)
-        outputs = [*spikes, logits]
-    else:
-        _, _, outputs = model.run(x)
+    _, _, outputs = model.run(x)  # hidden spikes per layer, then the readout
     layers = {"input": x[:, 0]}
     for i, h in enumerate(outputs[:-1]):
         layers[f"hidden {i + 1}"] = h[:, 0]

@@ -44,10 +44,10 @@ def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float
     total = x.new_zeros((), dtype=torch.float64)
     state, since, updates = None, 0, 0
     for t in range(T):
-        logits, spikes, state = model.step(x[t], model.detach_state(state))
+        logits, state, outputs = model.step(x[t], model.detach_state(state))
         loss = F.cross_entropy(logits, target) / T
         if gain_weight > 0:
-            loss = loss + gain_weight * spike_rate([s.unsqueeze(0) for s in spikes]) / T  # s: [1, B, N]
+            loss = loss + gain_weight * spike_rate([s.unsqueeze(0) for s in outputs[:-1]]) / T  # s: [1, B, N]
         loss.backward()
         total += loss.detach().to(torch.float64)
         since += 1

@@ -143,11 +143,8 @@ def evaluate(model: Model, data: Split, loss: str, batch_size: int = 256, device
             xb = transform(xb, data.mask[idx] if data.mask is not None else None)
         x, y = time_major(xb, device), data.y[idx].to(device)
         with autocast(device, precision):
-            if isinstance(net, SpikingNetwork):
-                out, _, outputs = net.run(x)
-                hidden = outputs[:-1]
-            else:
-                out, hidden = model(x)
+            out, _, outputs = net.run(x)
+            hidden = outputs[:-1]
             batch_loss = readout_loss(out, y, loss)
         total_loss += batch_loss.item() * len(idx)
         correct += (class_scores(out, loss).argmax(dim=1) == y).sum().item()

@@ -333,8 +333,9 @@ class GammaNetwork(nn.Module):
             raise ValueError(f"state must hold {len(self.layers)} layer states, got {len(state)}")
         return state
 
-    def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor], tuple]:
-        """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list, final state).
+    def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
+        """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], final state, every layer's output sequence: the hidden
+        spikes, then the logits), as :meth:`spiketime.nn.network.SpikingNetwork.run`.
 
         Without autograd (evaluation) the sequence runs in chunks of :attr:`NO_GRAD_CHUNK` steps, the state carried
         over (same result): the buckets of one chunk, not of all ``T`` steps, are held at once."""
@@ -342,26 +343,26 @@ class GammaNetwork(nn.Module):
             raise ValueError(f"x_seq must be [T, B, {self.n_in}], got shape {tuple(x_seq.shape)}")
         if torch.is_grad_enabled() or len(x_seq) <= self.NO_GRAD_CHUNK:
             return self._through_layers(x_seq, state, one_step=False)
-        logits, spikes = [], []
+        chunks = []
         for chunk in x_seq.split(self.NO_GRAD_CHUNK):
-            out, s, state = self._through_layers(chunk, state, one_step=False)
-            logits.append(out)
-            spikes.append(s)
-        return torch.cat(logits), [torch.cat(layer) for layer in zip(*spikes)], state
+            _, state, outputs = self._through_layers(chunk, state, one_step=False)
+            chunks.append(outputs)
+        outputs = [torch.cat(layer) for layer in zip(*chunks)]
+        return outputs[-1], state, outputs
 
     def forward(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor]]:
         """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list)."""
-        logits, spikes, _ = self.run(x_seq, state)
-        return logits, spikes
+        logits, _, outputs = self.run(x_seq, state)
+        return logits, outputs[:-1]
 
-    def step(self, x: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor], tuple]:
-        """One step: ``x`` [B, n_in] -> (logits [B, n_out], hidden spikes list, state)."""
+    def step(self, x: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
+        """One step: ``x`` [B, n_in] -> (logits [B, n_out], state, [hidden spikes [B, n] per layer, logits])."""
         return self._through_layers(x, state, one_step=True)
 
-    def _through_layers(self, x: Tensor, state: tuple | None, one_step: bool) -> tuple[Tensor, list[Tensor], tuple]:
+    def _through_layers(self, x: Tensor, state: tuple | None, one_step: bool) -> tuple[Tensor, tuple, list[Tensor]]:
         """``x`` through every layer (a sequence, or ``one_step``), the input and every hidden output scaled by
-        :meth:`spike_gain`."""
-        state, gain, spikes, new = self._check(state), self.spike_gain(), [], []
+        :meth:`spike_gain`: (logits, state, [hidden spikes per layer, logits])."""
+        state, gain, outputs, new = self._check(state), self.spike_gain(), [], []
         lead = 1 if one_step else 2  # [B] or [T, B] leading dims
         h = x if self.input_shape is None else x.unflatten(lead, self.input_shape)
         for layer, st in zip(self.layers, state):
@@ -370,8 +371,8 @@ class GammaNetwork(nn.Module):
             h, s, st = (layer.step if one_step else layer)(h * gain, st)
             new.append(st)
             if s is not None:
-                spikes.append(s.flatten(lead))
-        return h, spikes, tuple(new)
+                outputs.append(s.flatten(lead))
+        return h, tuple(new), [*outputs, h]
 
     @torch.no_grad()
     def project_(self) -> None:
