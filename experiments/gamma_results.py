@@ -5,8 +5,9 @@
 Reads (each part is skipped when its runs are missing):
 * ``runs/gamma_speech_digits``, ``runs/gamma_event_digits``: the sweeps of experiments/gamma_{speech,event}_digits.yaml
   (test accuracy, hidden spikes per test sample, training time per run from each run's metrics.json);
-* ``runs/gamma_frames_{bptt,online,lif}/frames.csv``: ``spiketime eval --frames`` of the spoken-digits models;
-* ``runs/gamma_gain``: the sweep of experiments/gamma_gain.yaml.
+* ``runs/gamma_frames_{bptt,online,online_fixed,lif}/frames.csv``: ``spiketime eval --frames`` of the spoken-digits
+  models;
+* ``runs/gamma_gain``: the sweep of experiments/gamma_gain.yaml (gain weight 0: the event-digits sweep's BPTT runs).
 Prints markdown tables (mean ± std over seeds) and writes docs/img/gamma_frames.png and docs/img/gamma_gain.png.
 """
 
@@ -56,7 +57,7 @@ def method_table(sweep: str) -> None:
 def frames_part() -> None:
     curves = {}
     for name, label in (("bptt", "SpikingGamma, BPTT"), ("online", "SpikingGamma, online"),
-                        ("lif", "LIF + axonal delays, BPTT")):
+                        ("online_fixed", "SpikingGamma, online, fixed taus"), ("lif", "LIF + axonal delays, BPTT")):
         f = RUNS / f"gamma_frames_{name}" / "frames.csv"
         if not f.is_file():
             continue
@@ -101,6 +102,7 @@ def frames_part() -> None:
     ax.set(xscale="log", xlabel="frames for the same 1 s (trained at 500)", ylabel="test accuracy (%)",
            title="spoken digits: one model, other time resolutions")
     ax.set_xticks(frames, [str(n) for n in frames])
+    ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -114,6 +116,9 @@ def gain_part() -> None:
     if not runs:
         return
     rows = [(float(row.split("=")[1]), ms) for (row, _), ms in runs.items()]
+    no_gain = sweep_metrics("gamma_event_digits").get(("all", "SpikingGamma, BPTT"))  # the same config at weight 0
+    if no_gain:
+        rows.insert(0, (0.0, no_gain))
     print("\nevent digits, gain weight: test accuracy and hidden spikes per test sample\n")
     print("| train.gain_weight | test accuracy (%) | hidden spikes per test sample |")
     print("|---|---|---|")
