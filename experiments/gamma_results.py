@@ -126,10 +126,13 @@ def gain_part() -> None:
         print(f"| {g:g} | {mean_std([m['test_accuracy'] for m in ms], 100)} | "
               f"{mean_std([m['spikes_per_sample'] for m in ms], digits=0)} |")
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    silent = [g for g, ms in rows if not any(m["spikes_per_sample"] for m in ms)]  # no point on a log axis
+    rows = [(g, ms) for g, ms in rows if g not in silent]
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [statistics.mean(m["spikes_per_sample"] for m in ms) for _, ms in rows]
     ys = [100 * statistics.mean(m["test_accuracy"] for m in ms) for _, ms in rows]
@@ -141,6 +144,11 @@ def gain_part() -> None:
         ax.annotate(f"G={g:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize="small")
     ax.set(xscale="log", xlabel="hidden spikes per test sample", ylabel="test accuracy (%)",
            title="event digits: sparsity against accuracy (gain loss)")
+    ax.minorticks_off()
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    if silent:
+        ax.text(0.02, 0.04, f"G = {', '.join(f'{g:g}' for g in silent)}: no spikes, at chance (not shown)",
+                transform=ax.transAxes, fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     IMG.mkdir(parents=True, exist_ok=True)
