@@ -242,7 +242,7 @@ def validate(cfg: Config) -> Config:
     the key. With ``model.type: gamma`` (whose buckets are the delays) ``model.delays`` becomes ``none`` unless it
     was given after ``model.type`` (so ``--config lif.yaml --set model.type=gamma`` drops the file's delays)."""
     d, m, t = cfg.data, cfg.model, cfg.train
-    given = list(getattr(cfg, "explicit_keys", {}))
+    given = list(cfg.explicit_keys)
     if m.type == "gamma" and not ("model.delays" in given and (
             "model.type" not in given or given.index("model.delays") > given.index("model.type"))):
         m.delays = "none"

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from spiketime.config import ConfigError
 from spiketime.evaluate.perturb import PERTURBATIONS
@@ -179,6 +180,46 @@ def _checkpoint_label(path: str) -> str:
     return p.name if p.is_dir() else p.parent.name if p.parent.name else p.stem
 
 
+def _checkpoint_labels(paths: list[str]) -> list[str]:
+    """One label per checkpoint (its run directory's name), or the paths themselves when two names clash."""
+    labels = [_checkpoint_label(c) for c in paths]
+    return labels if len(set(labels)) == len(labels) else list(paths)
+
+
+def _data_overrides(items: list[str], frames: bool = False) -> list[tuple[str, Any]]:
+    """``eval --set`` items: only ``data.*`` keys (the model and its training are the checkpoint's), and not
+    ``data.dt`` with ``--frames`` (which sets it)."""
+    from spiketime import config
+
+    overrides = [config.parse_set(item) for item in items]
+    for key, _ in overrides:
+        if not key.startswith("data."):
+            raise ConfigError(f"--set {key}: eval takes only data.* overrides (e.g. data.dt, data.jitter)")
+        if frames and key == "data.dt":
+            raise ConfigError(f"--set {key}: eval --frames takes data.* overrides other than data.dt (set by --frames)")
+    return overrides
+
+
+def _checkpoint_config(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]]) -> Any:
+    """A loaded checkpoint's config with ``overrides`` applied (not validated yet)."""
+    from spiketime import config
+
+    cfg = config.from_dict(ckpt["config"], f"{path} (config)")
+    for key, value in overrides:
+        config.apply(cfg, key, value)
+    return cfg
+
+
+def _cached_test_split(cfg: Any, cache: dict[str, Any]) -> Any:
+    """The test split of ``cfg.data``, made once per distinct data config in ``cache``."""
+    from spiketime.data.datasets import make_split
+
+    key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
+    if key not in cache:
+        cache[key] = make_split(cfg.data, "test")
+    return cache[key]
+
+
 def _parse_levels(text: str | None, kind: str) -> list[float]:
     from spiketime.evaluate.perturb import DEFAULT_LEVELS, check_level
 
@@ -200,7 +241,7 @@ def _parse_levels(text: str | None, kind: str) -> list[float]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from spiketime import config
-    from spiketime.data.datasets import load_array_file, make_split
+    from spiketime.data.datasets import load_array_file
     from spiketime.evaluate.perturb import LEVEL_UNITS, perturbation_curve
     from spiketime.evaluate.plots import plot_perturbation
     from spiketime.learning.trainer import evaluate, load_checkpoint, model_from_checkpoint
@@ -213,26 +254,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError("--frames: runs the config's test split unperturbed (drop --perturb / --data)")
         return _eval_frames(args)
     levels = _parse_levels(args.levels, args.perturb) if args.perturb else None
-    labels = [_checkpoint_label(c) for c in args.checkpoint]
-    if len(set(labels)) < len(labels):
-        labels = list(args.checkpoint)
-    overrides = [config.parse_set(item) for item in args.overrides]
-    for key, _ in overrides:  # the model and its training are the checkpoint's; only the data may change
-        if not key.startswith("data."):
-            raise ConfigError(f"--set {key}: eval takes only data.* overrides (e.g. data.dt, data.jitter)")
+    labels = _checkpoint_labels(args.checkpoint)
+    overrides = _data_overrides(args.overrides)
     loaded = [load_checkpoint(c) for c in args.checkpoint]  # all errors before any work
-    datasets: dict[str, object] = {}
+    array_file = load_array_file(args.data) if args.data else None
+    datasets: dict[str, Any] = {}
     results = []
     for path, label, ckpt in zip(args.checkpoint, labels, loaded):
-        cfg = config.from_dict(ckpt["config"], f"{path} (config)")
-        for key, value in overrides:
-            config.apply(cfg, key, value)
-        config.validate(cfg)
-        model, cfg = model_from_checkpoint(ckpt, cfg)
-        key = args.data or json.dumps(cfg.to_dict()["data"], sort_keys=True)
-        if key not in datasets:
-            datasets[key] = load_array_file(args.data) if args.data else make_split(cfg.data, "test")
-        data = datasets[key]
+        model, cfg = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides)))
+        data = array_file if array_file is not None else _cached_test_split(cfg, datasets)
         if data.x.shape[-1] != ckpt["n_in"]:
             raise ConfigError(f"{args.data or 'data'}: {data.x.shape[-1]} channels, {path} expects {ckpt['n_in']}")
         row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data)}
@@ -284,34 +314,22 @@ def _parse_frames(text: str) -> list[int]:
 def _eval_frames(args: argparse.Namespace) -> int:
     """``eval --frames``: accuracy (and spikes per sample) of every checkpoint at each number of frames."""
     from spiketime import config
-    from spiketime.data.datasets import make_split
     from spiketime.evaluate.plots import plot_perturbation
     from spiketime.learning.trainer import evaluate, load_checkpoint, model_from_checkpoint
     from spiketime.rundir import atomic_write_text, git_commit, versions, write_json
 
     frames = _parse_frames(args.frames)
-    overrides = [config.parse_set(item) for item in args.overrides]
-    for key, _ in overrides:
-        if not key.startswith("data.") or key == "data.dt":
-            raise ConfigError(f"--set {key}: eval --frames takes data.* overrides other than data.dt (set by --frames)")
-    labels = [_checkpoint_label(c) for c in args.checkpoint]
-    if len(set(labels)) < len(labels):
-        labels = list(args.checkpoint)
+    overrides = _data_overrides(args.overrides, frames=True)
+    labels = _checkpoint_labels(args.checkpoint)
     loaded = [load_checkpoint(c) for c in args.checkpoint]
     rows = []
     for n in frames:  # frame-major: one binning of the test split alive at a time
-        datasets: dict[str, object] = {}
+        datasets: dict[str, Any] = {}
         for path, label, ckpt in zip(args.checkpoint, labels, loaded):
-            cfg = config.from_dict(ckpt["config"], f"{path} (config)")
-            for key, value in overrides:
-                config.apply(cfg, key, value)
+            cfg = _checkpoint_config(path, ckpt, overrides)
             config.apply(cfg, "data.dt", cfg.data.duration / n)
-            config.validate(cfg)
-            model, cfg = model_from_checkpoint(ckpt, cfg)
-            key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
-            if key not in datasets:
-                datasets[key] = make_split(cfg.data, "test")
-            res = evaluate(model, datasets[key], cfg.train.loss)
+            model, cfg = model_from_checkpoint(ckpt, config.validate(cfg))
+            res = evaluate(model, _cached_test_split(cfg, datasets), cfg.train.loss)
             rows.append({"checkpoint": str(path), "label": label, "frames": n, "dt": cfg.data.dt,
                          "test_accuracy": res["accuracy"], "spikes_per_sample": res["spikes_per_sample"],
                          "num_classes": ckpt["n_out"]})
