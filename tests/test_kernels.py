@@ -22,7 +22,7 @@ from spiketime.kernels.lif_scan import (
     lif_scan_fwd,
     lif_scan_fwd_torch,
 )
-from spiketime.surrogate import Arctan, FastSigmoid, Gaussian, Triangle
+from spiketime.surrogate import Arctan, FastSigmoid, Gaussian, Sigmoid, Triangle
 
 CASES = list(itertools.product(["subtract", "zero"], [None, 5.0], [False, True], [False, True]))
 
@@ -64,7 +64,7 @@ def test_fused_equals_reference_float64(reset, syn, detach, smooth):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("surrogate", [FastSigmoid(3.0), Gaussian(0.4), Arctan(1.5), Triangle(0.7)],
+@pytest.mark.parametrize("surrogate", [FastSigmoid(3.0), Gaussian(0.4), Arctan(1.5), Triangle(0.7), Sigmoid(4.0)],
                          ids=lambda s: type(s).__name__)
 def test_every_surrogate_equals_reference(surrogate):
     x, tau, tau_syn, st, leaves = _inputs(25, 2, 6, torch.float64, 5.0, seed=3)

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from spiketime.surrogate import SURROGATES, Arctan, FastSigmoid, Gaussian, Triangle, make_surrogate, spike
+from spiketime.surrogate import SURROGATES, Arctan, FastSigmoid, Gaussian, Sigmoid, Triangle, make_surrogate, spike
 
 ALL = [FastSigmoid(), FastSigmoid(alpha=100.0), Gaussian(), Gaussian(sigma=0.1), Arctan(), Arctan(alpha=5.0),
-       Triangle(), Triangle(width=2.0)]
+       Triangle(), Triangle(width=2.0), Sigmoid(), Sigmoid(alpha=20.0)]
 
 
 @pytest.mark.parametrize("s", ALL, ids=repr)
@@ -50,7 +50,7 @@ def test_primitive_gradcheck():
 
 
 def test_registry_and_frozen():
-    assert set(SURROGATES) == {"fast_sigmoid", "gaussian", "arctan", "triangle"}
+    assert set(SURROGATES) == {"fast_sigmoid", "gaussian", "arctan", "triangle", "sigmoid"}
     assert make_surrogate("fast_sigmoid", 25.0) == FastSigmoid(alpha=25.0)
     with pytest.raises(ValueError, match="surrogate must be one of"):
         make_surrogate("nope")

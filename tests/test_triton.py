@@ -34,8 +34,8 @@ import torch
 
 pytest.importorskip("triton")
 
-SURS = ("fast_sigmoid", "gaussian", "arctan", "triangle")
-SCALES = {"fast_sigmoid": 5.0, "gaussian": 0.3, "arctan": 2.0, "triangle": 0.5}
+SURS = ("fast_sigmoid", "gaussian", "arctan", "triangle", "sigmoid")
+SCALES = {"fast_sigmoid": 5.0, "gaussian": 0.3, "arctan": 2.0, "triangle": 0.5, "sigmoid": 5.0}
 T_, B_, N_ = 12, 3, 37  # B*N = 111 crosses the BLOCK=64 boundary; T=12 has full chunks and a remainder
 
 

@@ -72,8 +72,12 @@ class ModelConfig:
     tau_out: float = 10.0
     reset: Literal["subtract", "zero"] = "subtract"
     theta: float = 1.0
-    surrogate: Literal["fast_sigmoid", "gaussian", "arctan", "triangle"] = "fast_sigmoid"
+    surrogate: Literal["fast_sigmoid", "gaussian", "arctan", "triangle", "sigmoid"] = "fast_sigmoid"
     surrogate_scale: float | None = None
+    # hard: H(v - theta) forward, surrogate gradient backward; surrogate_forward: the smooth spike
+    # sigmoid(spike_steepness * (v - theta)) forward (exact gradient), swapped for H at deployment (eval --hard)
+    spike: Literal["hard", "surrogate_forward"] = "hard"
+    spike_steepness: float = 5.0  # steepness of the surrogate-forward sigmoid, per unit of the membrane
     weight_scale: float = 1.0  # init std of W * (1 - beta) * sqrt(fan_in), in units of theta
     readout: Literal["li", "lif"] = "li"
     backend: Literal["auto", "fused", "reference"] = "auto"  # LIF/LI scan: fused kernels or the step-by-step reference
@@ -118,6 +122,8 @@ class TrainConfig:
     progress: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gain_weight: float = 0.0  # model.type gamma: weight of the spike-rate (gain) loss
+    sam_rho: float = 0.0  # sharpness-aware minimisation: radius of the weight perturbation (0: plain optimiser)
+    sam_adaptive: bool = False  # ASAM: perturbation scaled elementwise by |w| (scale-invariant sharpness)
 
 
 @dataclass
@@ -265,6 +271,11 @@ def validate(cfg: Config) -> Config:
         (m.tau_out > 0, "model.tau_out", "a positive time constant in ms"),
         (m.theta > 0, "model.theta", "a positive threshold"),
         (m.surrogate_scale is None or m.surrogate_scale > 0, "model.surrogate_scale", "null or > 0"),
+        (m.spike_steepness > 0, "model.spike_steepness", "a positive sigmoid steepness"),
+        (m.spike == "hard" or m.type == "lif", "model.spike",
+         "hard with model.type gamma (surrogate-forward spikes are for LIF networks)"),
+        (t.sam_rho >= 0, "train.sam_rho", "a perturbation radius >= 0 (0: no SAM)"),
+        (t.sam_rho > 0 or not t.sam_adaptive, "train.sam_adaptive", "false unless train.sam_rho > 0"),
         (0 < m.density <= 1, "model.density", "a fraction in (0, 1] of nonzero hidden connections"),
         (t.epochs >= 0, "train.epochs", "an integer >= 0"),
         (t.batch_size >= 1, "train.batch_size", "an integer >= 1"),

@@ -79,13 +79,30 @@ class Triangle:
         return 0.5 + u - torch.sign(u) * u * u / 2.0
 
 
-Surrogate = FastSigmoid | Gaussian | Arctan | Triangle
+@dataclass(frozen=True)
+class Sigmoid:
+    """``grad = alpha * p * (1 - p)`` with ``p = 1 / (1 + exp(-alpha*x))``; primitive ``p``, the logistic sigmoid of
+    steepness ``alpha`` (per unit of the membrane). Its primitive is the smooth spike of surrogate-forward training
+    (``model.spike: surrogate_forward``, seed 004)."""
+
+    alpha: float = 5.0
+
+    def grad(self, x: Tensor) -> Tensor:
+        p = self.primitive(x)
+        return self.alpha * p * (1.0 - p)
+
+    def primitive(self, x: Tensor) -> Tensor:
+        return 1.0 / (1.0 + torch.exp(-(self.alpha * x)))
+
+
+Surrogate = FastSigmoid | Gaussian | Arctan | Triangle | Sigmoid
 
 SURROGATES: dict[str, type] = {
     "fast_sigmoid": FastSigmoid,
     "gaussian": Gaussian,
     "arctan": Arctan,
     "triangle": Triangle,
+    "sigmoid": Sigmoid,
 }
 
 

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", metavar="F1,F2,...", default=None,
                    help="run every checkpoint at each number of time steps for the data's duration (data.dt = "
                         "duration / F; a gamma model recomputes its decays): write frames.csv and frames.png")
+    p.add_argument("--hard", action="store_true",
+                   help="swap the spikes of a surrogate-forward model (model.spike: surrogate_forward) for the hard "
+                        "threshold H(v - theta), same weights, no fine-tuning (hard-spike models are unchanged)")
     p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json (and the CSV, plot) go (default: runs/<timestamp>-eval)")
 
     p = sub.add_parser("baseline", help="logistic regression on per-channel spike counts only",
@@ -200,13 +203,16 @@ def _data_overrides(items: list[str], frames: bool = False) -> list[tuple[str, A
     return overrides
 
 
-def _checkpoint_config(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]]) -> Any:
-    """A loaded checkpoint's config with ``overrides`` applied (not validated yet)."""
+def _checkpoint_config(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]], hard: bool = False) -> Any:
+    """A loaded checkpoint's config with ``overrides`` applied (not validated yet); ``hard`` swaps a LIF model's
+    spikes for the hard threshold (``model.spike: hard``; a gamma model's spikes are hard already)."""
     from spiketime import config
 
     cfg = config.from_dict(ckpt["config"], f"{path} (config)")
     for key, value in overrides:
         config.apply(cfg, key, value)
+    if hard and cfg.model.type == "lif":
+        config.apply(cfg, "model.spike", "hard")
     return cfg
 
 
@@ -261,11 +267,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     datasets: dict[str, Any] = {}
     results = []
     for path, label, ckpt in zip(args.checkpoint, labels, loaded):
-        model, cfg = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides)))
+        model, cfg = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, args.hard)))
         data = array_file if array_file is not None else _cached_test_split(cfg, datasets)
         if data.x.shape[-1] != ckpt["n_in"]:
             raise ConfigError(f"{args.data or 'data'}: {data.x.shape[-1]} channels, {path} expects {ckpt['n_in']}")
-        row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data)}
+        row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data),
+               "spike": cfg.model.spike}
         if levels is None:
             res = evaluate(model, data, cfg.train.loss)
             row.update(test_accuracy=res["accuracy"], test_loss=res["loss"], spikes_per_sample=res["spikes_per_sample"])
@@ -279,7 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = _out(args.out, "eval")
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"results": results, "data": args.data or "config test split", "perturb": args.perturb,
-               "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
+               "hard": args.hard, "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
                "command": "spiketime " + " ".join(sys.argv[1:])}
     if len(results) == 1 and levels is None:
         metrics.update(test_accuracy=results[0]["test_accuracy"], test_loss=results[0]["test_loss"],
@@ -326,7 +333,7 @@ def _eval_frames(args: argparse.Namespace) -> int:
     for n in frames:  # frame-major: one binning of the test split alive at a time
         datasets: dict[str, Any] = {}
         for path, label, ckpt in zip(args.checkpoint, labels, loaded):
-            cfg = _checkpoint_config(path, ckpt, overrides)
+            cfg = _checkpoint_config(path, ckpt, overrides, args.hard)
             config.apply(cfg, "data.dt", cfg.data.duration / n)
             model, cfg = model_from_checkpoint(ckpt, config.validate(cfg))
             res = evaluate(model, _cached_test_split(cfg, datasets), cfg.train.loss)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 SOURCES = [Path(__file__).with_name(name) for name in ("lif_scan.c", "axonal_delay.c")]
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC"]
-SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3}
+SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3, "sigmoid": 4}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 

@@ -6,7 +6,7 @@
  * Layout: x, s, v, i, g_* are [T, B*N] contiguous; beta, alpha are [N]; j = b*N + n.
  * g_s or g_v NULL: that gradient is zero (the output was not used). i_all NULL: beta and alpha need no
  * gradient (their sums are returned as zeros).
- * reset: 0 subtract, 1 zero, 2 none. sur: 0 fast_sigmoid, 1 gaussian, 2 arctan, 3 triangle.
+ * reset: 0 subtract, 1 zero, 2 none. sur: 0 fast_sigmoid, 1 gaussian, 2 arctan, 3 triangle, 4 sigmoid.
  */
 #include <math.h>
 #include <stddef.h>
@@ -20,6 +20,7 @@ static inline REAL sg_grad_##SUF(REAL x, int sur, REAL k) {                     
     case 1: { REAL z = x / k; return (REAL)exp((double)((REAL)-0.5 * z * z)) /                      \
                                      ((REAL)2.5066282746310002 * k); }                               \
     case 2: { REAL z = (REAL)1.5707963267948966 * k * x; return (k / (REAL)2) / ((REAL)1 + z * z); } \
+    case 4: { REAL p = (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x)))); return k * p * ((REAL)1 - p); } \
     default: { REAL g = (REAL)1 - (REAL)fabs((double)x) / k; return (g > 0 ? g : (REAL)0) / k; }     \
     }                                                                                                 \
 }                                                                                                     \
@@ -29,6 +30,7 @@ static inline REAL sg_prim_##SUF(REAL x, int sur, REAL k) {                     
     case 1: return (REAL)0.5 * ((REAL)1 + (REAL)erf((double)(x / (k * (REAL)1.4142135623730951))));  \
     case 2: return (REAL)atan((double)((REAL)1.5707963267948966 * k * x)) / (REAL)3.141592653589793   \
                    + (REAL)0.5;                                                                       \
+    case 4: return (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x))));                              \
     default: { REAL u = x / k; u = u < -1 ? -1 : (u > 1 ? 1 : u);                                     \
                REAL sgn = u > 0 ? (REAL)1 : (u < 0 ? (REAL)-1 : (REAL)0);                             \
                return (REAL)0.5 + u - sgn * u * u / (REAL)2; }                                        \

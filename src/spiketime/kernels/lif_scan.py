@@ -252,7 +252,7 @@ def _backward(ctx: Any, g_s: Tensor | None, g_v: Tensor | None, g_i: Tensor | No
 lif_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
-_SHAPE_FIELD = {"fast_sigmoid": "alpha", "gaussian": "sigma", "arctan": "alpha", "triangle": "width"}
+_SHAPE_FIELD = {"fast_sigmoid": "alpha", "gaussian": "sigma", "arctan": "alpha", "triangle": "width", "sigmoid": "alpha"}
 
 
 def surrogate_spec(surrogate: Any) -> tuple[str, float]:

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3}
+SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3, "sigmoid": 4}
 _LOW = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MAX_BN = 2**27  # element offsets within 2*CHUNK rows are int32; beyond this the PyTorch loop runs
@@ -96,9 +96,12 @@ def _sg_grad(x, k, SUR: tl.constexpr):
     elif SUR == 2:  # arctan
         z = 1.5707963267948966 * k * x
         r = _div(k * 0.5, 1.0 + z * z)
-    else:  # triangle
+    elif SUR == 3:  # triangle
         g = 1.0 - _div(tl.abs(x), k)
         r = _div(tl.where(g > 0, g, 0.0), k)
+    else:  # sigmoid
+        p = _div(1.0, 1.0 + tl.exp(-(k * x)))
+        r = k * p * (1.0 - p)
     return r
 
 
@@ -112,11 +115,13 @@ def _sg_prim(x, k, SUR: tl.constexpr):
     elif SUR == 2:
         at = _atan(1.5707963267948966 * k * x)
         r = _div(at, tl.full((), 3.141592653589793, at.dtype)) + 0.5
-    else:
+    elif SUR == 3:
         u = _div(x, k)
         u = tl.where(u < -1.0, -1.0, tl.where(u > 1.0, 1.0, u))
         sgn = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
         r = 0.5 + u - sgn * u * u * 0.5
+    else:
+        r = _div(1.0, 1.0 + tl.exp(-(k * x)))
     return r
 
 

@@ -45,7 +45,8 @@ def fixed_fan_in_mask(n_out: int, n_in: int, k: int, generator: torch.Generator 
 
 
 class LIF(nn.Module):
-    """Layer of ``n`` LIF neurons; ``tau_mem`` (ms) per neuron, learnable and kept positive as ``exp(log_tau_mem)``."""
+    """Layer of ``n`` LIF neurons; ``tau_mem`` (ms) per neuron, learnable and kept positive as ``exp(log_tau_mem)``.
+    ``smooth``: the spike is ``surrogate.primitive(v - theta)`` (surrogate-forward training) instead of the step."""
 
     def __init__(
         self,
@@ -59,10 +60,12 @@ class LIF(nn.Module):
         surrogate: Surrogate = FastSigmoid(),
         detach_reset: bool = False,
         backend: str = "auto",
+        smooth: bool = False,
     ) -> None:
         super().__init__()
         self.n, self.dt, self.backend = n, dt, check_backend(backend)
         self.theta, self.reset, self.surrogate, self.detach_reset = theta, reset, surrogate, detach_reset
+        self.smooth = smooth  # spikes are surrogate.primitive(v - theta) (surrogate-forward) instead of H(v - theta)
         log_tau = torch.full((n,), math.log(tau_mem))
         self.log_tau_mem = nn.Parameter(log_tau, requires_grad=learn_tau)
         self.log_tau_syn = None if tau_syn is None else nn.Parameter(torch.full((n,), math.log(tau_syn)), requires_grad=learn_tau)
@@ -71,9 +74,10 @@ class LIF(nn.Module):
     def tau_mem(self) -> Tensor:
         return self.log_tau_mem.exp()
 
-    def params(self, smooth: bool = False) -> LIFParams:
+    def params(self) -> LIFParams:
         tau_syn = None if self.log_tau_syn is None else self.log_tau_syn.exp()
-        return LIFParams(self.tau_mem, tau_syn, self.theta, self.reset, self.surrogate, self.detach_reset, smooth)
+        return LIFParams(self.tau_mem, tau_syn, self.theta, self.reset, self.surrogate, self.detach_reset,
+                         self.smooth)
 
     def forward(self, x_seq: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
         return lif_sequence(x_seq, self.params(), self.dt, state, backend=self.backend)

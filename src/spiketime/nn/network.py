@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from spiketime.config import ModelConfig
 from spiketime.functional.lif import lif_sequence_recurrent
 from spiketime.nn.layers import LI, LIF, DelayedLinear, Recurrent
-from spiketime.surrogate import make_surrogate
+from spiketime.surrogate import Sigmoid, make_surrogate
 
 
 class SpikingNetwork(nn.Module):
@@ -29,12 +29,16 @@ class SpikingNetwork(nn.Module):
     readout projection stays dense. The generator draws, in order, per hidden layer: feedforward weights,
     delays, feedforward mask (if sparse), recurrent weights and mask (if recurrent); then the readout weights
     (so ``recurrent=False, density=1`` builds exactly the network of earlier versions).
+    ``cfg.spike == "surrogate_forward"``: every LIF layer emits ``sigmoid(spike_steepness * (v - theta))`` instead of
+    ``H(v - theta)`` (smooth network, exact gradient); rebuilt with ``spike: hard`` from the same weights it is the
+    hard-threshold network of deployment (``spiketime eval --hard``).
     """
 
     def __init__(self, n_in: int, n_out: int, cfg: ModelConfig, dt: float, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        surrogate = make_surrogate(cfg.surrogate, cfg.surrogate_scale)
+        smooth = cfg.spike == "surrogate_forward"
+        surrogate = Sigmoid(cfg.spike_steepness) if smooth else make_surrogate(cfg.surrogate, cfg.surrogate_scale)
         self.dt = dt
         self.recurrent = bool(cfg.recurrent)
         self.projections = nn.ModuleList()
@@ -52,7 +56,7 @@ class SpikingNetwork(nn.Module):
             if self.recurrent:
                 self.recurrents.append(Recurrent(b, cfg.density, 0.5 * cfg.weight_scale * gain, generator=g))
             self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate,
-                                    backend=cfg.backend))
+                                    backend=cfg.backend, smooth=smooth))
         out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
         self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=cfg.weight_scale * out_gain,
                                               generator=g))
@@ -60,7 +64,7 @@ class SpikingNetwork(nn.Module):
             self.neurons.append(LI(n_out, dt, cfg.tau_out, backend=cfg.backend))
         else:
             self.neurons.append(LIF(n_out, dt, cfg.tau_out, cfg.learn_tau, None, cfg.theta, cfg.reset, surrogate,
-                                    backend=cfg.backend))
+                                    backend=cfg.backend, smooth=smooth))
 
     def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
         """Forward pass that also returns every layer's output sequence (hidden spikes, readout)."""
