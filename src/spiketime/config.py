@@ -276,6 +276,8 @@ def validate(cfg: Config) -> Config:
          "hard with model.type gamma (surrogate-forward spikes are for LIF networks)"),
         (t.sam_rho >= 0, "train.sam_rho", "a perturbation radius >= 0 (0: no SAM)"),
         (t.sam_rho > 0 or not t.sam_adaptive, "train.sam_adaptive", "false unless train.sam_rho > 0"),
+        (t.sam_rho == 0 or t.precision != "fp16", "train.precision",
+         "fp32 or bf16 with train.sam_rho > 0 (SAM's two gradients do not share fp16's dynamic loss scale)"),
         (0 < m.density <= 1, "model.density", "a fraction in (0, 1] of nonzero hidden connections"),
         (t.epochs >= 0, "train.epochs", "an integer >= 0"),
         (t.batch_size >= 1, "train.batch_size", "an integer >= 1"),

@@ -25,36 +25,52 @@ from torch import Tensor, nn
 from spiketime.config import Config, ConfigError
 from spiketime.learning.losses import spike_rate
 from spiketime.learning.online import check_update_every, optimizer_step
+from spiketime.learning.sam import perturbed
 
 __all__ = ["gamma_online_gradients", "run_sequence", "train_epoch"]
 
 
 def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0,
                  update_every: int | None = None, optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float | None = None) -> tuple[float, int]:
+                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False) -> tuple[float, int]:
     """Learn from one batch ``x`` [T, B, N] with class indices ``target`` [B], one step at a time (module
     docstring). Without an ``optimizer`` the gradients add up in ``p.grad`` (the sum over the sequence) and no
-    parameter changes. Returns (sum over the batch of each sample's loss ``sum_t L_t``, number of updates)."""
+    parameter changes. ``sam_rho > 0`` (with an optimizer): at each update the steps since the last one are run
+    again from their starting state at the SAM/ASAM-perturbed weights (:mod:`spiketime.learning.sam`), and the
+    optimiser steps with that gradient. Returns (sum over the batch of each sample's loss ``sum_t L_t``, number
+    of updates)."""
     if x.dim() != 3:
         raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
     check_update_every(update_every)
     T, B = x.shape[:2]
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
-    total = x.new_zeros((), dtype=torch.float64)
-    state, since, updates = None, 0, 0
-    for t in range(T):
+
+    def step(t: int, state: Any) -> tuple[Tensor, Any]:
+        """Step ``t`` from the detached ``state``: its loss ``L_t`` backpropagated into ``p.grad``."""
         logits, state, outputs = model.step(x[t], model.detach_state(state))
         loss = F.cross_entropy(logits, target) / T
         if gain_weight > 0:
             loss = loss + gain_weight * spike_rate([s.unsqueeze(0) for s in outputs[:-1]]) / T  # s: [1, B, N]
         loss.backward()
-        total += loss.detach().to(torch.float64)
+        return loss.detach(), state
+
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    total = x.new_zeros((), dtype=torch.float64)
+    state, since, updates = None, 0, 0
+    start = state  # the state the steps since the last update started from (SAM re-runs them)
+    for t in range(T):
+        loss, state = step(t, state)
+        total += loss.to(torch.float64)
         since += 1
         if optimizer is not None and ((update_every is not None and since == update_every) or t == T - 1):
+            if sam_rho > 0:
+                with perturbed(model, sam_rho, sam_adaptive):
+                    rerun = start
+                    for u in range(t + 1 - since, t + 1):
+                        _, rerun = step(u, rerun)
             optimizer_step(model, optimizer, grad_clip)
             optimizer.zero_grad(set_to_none=True)
-            since, updates = 0, updates + 1
+            since, updates, start = 0, updates + 1, state
     return float(total) * B, updates
 
 
@@ -83,5 +99,6 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Co
     total = 0.0
     for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
         x, y = time_major(data.x[idx], device), data.y[idx].to(device)
-        total += run_sequence(model, x, y, t.gain_weight, t.update_every, opt, t.grad_clip)[0]
+        total += run_sequence(model, x, y, t.gain_weight, t.update_every, opt, t.grad_clip, t.sam_rho,
+                              t.sam_adaptive)[0]
     return epoch_mean_loss(total, len(data), epoch)

@@ -56,6 +56,7 @@ from spiketime.functional.delay import delay_kernel
 from spiketime.functional.li import LIState, li_step
 from spiketime.functional.lif import LIFState, decay, lif_init, lif_step
 from spiketime.kernels.sparse import linear
+from spiketime.learning.sam import perturbed
 from spiketime.nn.layers import LI, LIF
 
 FEEDBACKS = ("symmetric", "random")
@@ -142,6 +143,12 @@ class _Trace:
     def tensors(self) -> list[Tensor]:
         return [t for t in (self.eps, self.epsi, self.ebar) if t is not None]
 
+    def clone(self) -> _Trace:
+        other = object.__new__(_Trace)
+        other.eps, other.ebar = self.eps.clone(), self.ebar.clone()
+        other.epsi = None if self.epsi is None else self.epsi.clone()
+        return other
+
 
 @dataclass
 class _Layer:
@@ -185,16 +192,22 @@ class OnlineLearner:
     ``p.grad``, ``grad_clip`` (global norm), ``optimizer.step()``, ``model.project_()``; without one the
     gradients are added to ``p.grad`` (the sum over the sequence) and no parameter changes. Holds no state
     between sequences (``feedback: random`` matrices are drawn again from ``seed``, identically).
+
+    ``sam_rho > 0`` (with an optimizer): SAM / ASAM (:mod:`spiketime.learning.sam`). The learner snapshots its state
+    at the start of each update's steps; at the update it perturbs the weights along the accumulated gradient,
+    re-runs those steps from the snapshot, steps the optimiser with the gradient found there (from the original
+    weights) and continues from the unperturbed state. Twice the compute; memory still independent of ``T``.
     """
 
     def __init__(self, model: nn.Module, feedback: str = "symmetric", update_every: int | None = None,
                  seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float | None = None) -> None:
+                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False) -> None:
         if feedback not in FEEDBACKS:
             raise ConfigError(f"train.feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
         check_update_every(update_every)
         self.model, self.feedback, self.update_every = model, feedback, update_every
         self.optimizer, self.grad_clip = optimizer, grad_clip
+        self.sam_rho, self.sam_adaptive = sam_rho, sam_adaptive
         projs, neurons = list(model.projections), list(model.neurons)
         readout = neurons[-1]
         if not isinstance(readout, LI):
@@ -300,6 +313,20 @@ class OnlineLearner:
             st = t.untyped_storage()
             seen[(str(t.device), st.data_ptr())] = max(seen.get((str(t.device), st.data_ptr()), 0), st.nbytes())
         return sum(seen.values())
+
+    def _snapshot(self) -> tuple:
+        """Copies of everything a step changes (neuron states, ring buffers and pointers, traces, accumulators,
+        readout state): where a SAM re-run starts from, and where the learner continues after it."""
+        layers = [(LIFState(*(t.clone() for t in lay.state)), None if lay.buf is None else lay.buf.clone(), lay.ptr,
+                   {n: tr.clone() for n, tr in lay.traces.items()}, {n: a.clone() for n, a in lay.acc.items()})
+                  for lay in self.layers]
+        return layers, LIState(self.li.v.clone()), self.sbar.clone(), self.acc_out.clone()
+
+    def _restore(self, snap: tuple) -> None:
+        """Put a :meth:`_snapshot` back (its tensors are taken over, not copied: use each snapshot once)."""
+        layers, self.li, self.sbar, self.acc_out = snap
+        for lay, (state, buf, ptr, traces, acc) in zip(self.layers, layers):
+            lay.state, lay.buf, lay.ptr, lay.traces, lay.acc = state, buf, ptr, traces, acc
 
     def release(self) -> None:
         """Drop the per-sequence state (traces, buffers)."""
@@ -486,7 +513,10 @@ class OnlineLearner:
             self.readout_proj.weight.dtype)))
         return out
 
-    def _update(self, callback: Callable[[OnlineLearner], None] | None) -> None:
+    def _update(self, callback: Callable[[OnlineLearner], None] | None,
+                rerun: tuple[tuple, Tensor, Tensor, Tensor, float] | None = None) -> None:
+        """Apply the accumulated gradient. ``rerun``: (snapshot at the first step since the last update, those
+        steps' inputs [K, B, N], target, one-hot target, loss norm): SAM's second pass at perturbed weights."""
         grads = self._gradients()
         if self.optimizer is None:
             for p, g in grads:
@@ -495,6 +525,18 @@ class OnlineLearner:
             self.optimizer.zero_grad(set_to_none=True)
             for p, g in grads:
                 p.grad = g.clone()
+            if rerun is not None:
+                start, xs, target, onehot, norm = rerun
+                end = self._snapshot()
+                with perturbed(self.model, self.sam_rho, self.sam_adaptive):
+                    self._cache.clear()
+                    self._restore(start)
+                    for xt in xs:
+                        self._step(xt, target, onehot, norm)
+                    for p, g in self._gradients():
+                        p.grad = g.clone()
+                self._restore(end)
+                self._cache.clear()
             optimizer_step(self.model, self.optimizer, self.grad_clip)
             self._cache.clear()  # effective weights and delay kernels changed
         self.updates += 1
@@ -524,7 +566,9 @@ class OnlineLearner:
         spikes: list[list[Tensor]] = [[] for _ in self.layers]
         ys: list[Tensor] = []
         since = 0
+        sam = self.sam_rho > 0 and self.optimizer is not None
         with torch.no_grad():
+            start = self._snapshot() if sam else None
             for t in range(T):
                 s, y, step_loss = self._step(x[t], target, onehot, norm)
                 loss += step_loss
@@ -534,8 +578,11 @@ class OnlineLearner:
                     ys.append(y)
                 since += 1
                 if (self.update_every is not None and since == self.update_every) or t == T - 1:
-                    self._update(callback)
+                    rerun = (start, x[t + 1 - since:t + 1], target, onehot, norm) if sam else None
+                    self._update(callback, rerun)
                     since = 0
+                    if sam and t < T - 1:
+                        start = self._snapshot()
         res = OnlineResult(loss_sum=float(loss) / max(T, 1), updates=self.updates)
         if record:
             res.spikes = [torch.stack(lst) if lst else x.new_zeros(0, B, lay.neuron.n)
@@ -561,7 +608,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Co
     device = device or t.device
     model.train()
     learner = OnlineLearner(model, feedback=t.feedback, update_every=t.update_every, seed=t.seed, optimizer=opt,
-                            grad_clip=t.grad_clip)
+                            grad_clip=t.grad_clip, sam_rho=t.sam_rho, sam_adaptive=t.sam_adaptive)
     total = 0.0
     for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
         x, y = time_major(data.x[idx], device), data.y[idx].to(device)

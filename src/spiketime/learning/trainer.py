@@ -39,6 +39,7 @@ from spiketime.data.datasets import Split, Splits, load_splits
 from spiketime.data.event_sets import frame_shape
 from spiketime.learning.distributed import World, all_sum, broadcast, rank_slice, session, wrap
 from spiketime.learning.losses import class_scores, readout_loss, spike_rate
+from spiketime.learning.sam import perturbed
 from spiketime.nn.gamma import GammaNetwork
 from spiketime.nn.network import SpikingNetwork
 from spiketime.rundir import git_commit, torch_save_atomic, versions, write_json, write_yaml
@@ -164,7 +165,9 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
     rank whose slice is empty: its loss is an empty sum, 0, still connected to every parameter).
     ``train.learner: online`` runs :func:`spiketime.learning.online.train_epoch` instead (one process only),
     ``gamma_online`` :func:`spiketime.learning.gamma_online.train_epoch`. For ``model.type: gamma`` the loss is
-    ``readout_loss + train.gain_weight * spike_rate(hidden spikes)``.
+    ``readout_loss + train.gain_weight * spike_rate(hidden spikes)``. ``train.sam_rho > 0``: each batch is run
+    twice, the second time at the SAM/ASAM-perturbed weights (:mod:`spiketime.learning.sam`), whose gradient the
+    optimiser steps with; the reported loss is the first pass's.
     """
     model.train()
     t = cfg.train
@@ -184,20 +187,30 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
     for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
         mine = rank_slice(idx, world)
         x, y = time_major(data.x[mine], device), data.y[mine].to(device)
-        with autocast(device, t.precision):
-            out, aux = model(x)
-            spikes = hidden_spikes(model, aux) if t.gain_weight > 0 else None
-            if world.active:
-                summed = readout_loss(out, y, t.loss, reduction="sum")
-                if spikes is not None:
-                    summed = summed + t.gain_weight * spike_rate(spikes, reduction="sum")
-                loss = summed * (world.size / len(idx))
-            else:
-                loss = readout_loss(out, y, t.loss)
-                if spikes is not None:
-                    loss = loss + t.gain_weight * spike_rate(spikes)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+
+        def backward() -> tuple[torch.Tensor, torch.Tensor | None]:
+            """Forward, loss and backward of this batch at the current weights: ``(loss, summed)``."""
+            summed = None
+            with autocast(device, t.precision):
+                out, aux = model(x)
+                spikes = hidden_spikes(model, aux) if t.gain_weight > 0 else None
+                if world.active:
+                    summed = readout_loss(out, y, t.loss, reduction="sum")
+                    if spikes is not None:
+                        summed = summed + t.gain_weight * spike_rate(spikes, reduction="sum")
+                    loss = summed * (world.size / len(idx))
+                else:
+                    loss = readout_loss(out, y, t.loss)
+                    if spikes is not None:
+                        loss = loss + t.gain_weight * spike_rate(spikes)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            return loss, summed
+
+        loss, summed = backward()
+        if t.sam_rho > 0:  # SAM / ASAM: the step uses the gradient at the perturbed weights
+            with perturbed(net, t.sam_rho, t.sam_adaptive):
+                backward()
         if t.grad_clip is not None:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(net.parameters(), t.grad_clip)
