@@ -78,6 +78,8 @@ class ModelConfig:
     # sigmoid(spike_steepness * (v - theta)) forward (exact gradient), swapped for H at deployment (eval --hard)
     spike: Literal["hard", "surrogate_forward"] = "hard"
     spike_steepness: float = 5.0  # steepness of the surrogate-forward sigmoid, per unit of the membrane
+    weight_bits: int | None = None  # quantisation-aware training: every weight matrix used as its symmetric b-bit version
+    weight_quant: Literal["per_tensor", "per_channel"] = "per_channel"  # one weight scale per matrix or output channel
     weight_scale: float = 1.0  # init std of W * (1 - beta) * sqrt(fan_in), in units of theta
     readout: Literal["li", "lif"] = "li"
     backend: Literal["auto", "fused", "reference"] = "auto"  # LIF/LI scan: fused kernels or the step-by-step reference
@@ -274,6 +276,8 @@ def validate(cfg: Config) -> Config:
         (m.spike_steepness > 0, "model.spike_steepness", "a positive sigmoid steepness"),
         (m.spike == "hard" or m.type == "lif", "model.spike",
          "hard with model.type gamma (surrogate-forward spikes are for LIF networks)"),
+        (m.weight_bits is None or 2 <= m.weight_bits <= 16, "model.weight_bits", "null or an integer in 2..16"),
+        (m.weight_bits is None or m.type == "lif", "model.weight_bits", "null with model.type gamma"),
         (t.sam_rho >= 0, "train.sam_rho", "a perturbation radius >= 0 (0: no SAM)"),
         (t.sam_rho > 0 or not t.sam_adaptive, "train.sam_adaptive", "false unless train.sam_rho > 0"),
         (t.sam_rho == 0 or t.precision != "fp16", "train.precision",

@@ -64,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", metavar="F1,F2,...", default=None,
                    help="run every checkpoint at each number of time steps for the data's duration (data.dt = "
                         "duration / F; a gamma model recomputes its decays): write frames.csv and frames.png")
+    p.add_argument("--hardware", choices=["int8", "int4"], default=None,
+                   help="deploy each checkpoint with quantised weights and hard spikes (post-training, no "
+                        "fine-tuning): metrics.json gets test_accuracy (deployed), hard_swap_accuracy, "
+                        "float_accuracy, synops_per_sample, activation_sparsity, footprint_bytes (docs/deployment.md)")
+    p.add_argument("--membrane-bits", type=int, default=None, metavar="B",
+                   help="with --hardware: fixed-point B-bit currents and membranes with saturation, leaks 1 - 2^-k, "
+                        "integer delays (default: float neurons, only the weights quantised)")
+    p.add_argument("--quant", choices=["per_channel", "per_tensor"], default="per_channel",
+                   help="with --hardware: one weight scale per output channel or per matrix")
     p.add_argument("--hard", action="store_true",
                    help="swap the spikes of a surrogate-forward model (model.spike: surrogate_forward) for the hard "
                         "threshold H(v - theta), same weights, no fine-tuning (hard-spike models are unchanged)")
@@ -255,6 +264,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.levels is not None and args.perturb is None:
         raise ConfigError("--levels needs --perturb KIND")
+    if args.membrane_bits is not None and args.hardware is None:
+        raise ConfigError("--membrane-bits needs --hardware int8|int4")
+    if args.hardware is not None and (args.perturb is not None or args.frames is not None):
+        raise ConfigError("--hardware evaluates the unperturbed test split at the trained time step (drop --perturb "
+                          "/ --frames)")
+    spec = None
+    if args.hardware is not None:
+        from spiketime.hardware.fixed_point import HardwareSpec
+        from spiketime.hardware.quant import HARDWARE_BITS
+
+        spec = HardwareSpec(HARDWARE_BITS[args.hardware], args.quant == "per_channel", args.membrane_bits)
     if args.frames is not None:
         if args.perturb is not None or args.data is not None:
             raise ConfigError("--frames: runs the config's test split unperturbed (drop --perturb / --data)")
@@ -273,7 +293,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.data or 'data'}: {data.x.shape[-1]} channels, {path} expects {ckpt['n_in']}")
         row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data),
                "spike": cfg.model.spike}
-        if levels is None:
+        if spec is not None:
+            row.update(_eval_hardware(path, ckpt, overrides, model, cfg, data, spec))
+            print(f"{label}: {args.hardware}{'' if spec.membrane_bits is None else f' membrane {spec.membrane_bits} bits'}"
+                  f" test_accuracy={row['test_accuracy']:.4f} hard_swap_accuracy={row['hard_swap_accuracy']:.4f} "
+                  f"float_accuracy={row['float_accuracy']:.4f} synops_per_sample={row['synops_per_sample']:.0f}")
+        elif levels is None:
             res = evaluate(model, data, cfg.train.loss)
             row.update(test_accuracy=res["accuracy"], test_loss=res["loss"], spikes_per_sample=res["spikes_per_sample"])
             print(f"{label}: test_accuracy={res['accuracy']:.4f}")
@@ -288,11 +313,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = {"results": results, "data": args.data or "config test split", "perturb": args.perturb,
                "hard": args.hard, "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
                "command": "spiketime " + " ".join(sys.argv[1:])}
+    if spec is not None:
+        metrics.update(hardware=args.hardware, membrane_bits=args.membrane_bits, quant=args.quant)
     if len(results) == 1 and levels is None:
-        metrics.update(test_accuracy=results[0]["test_accuracy"], test_loss=results[0]["test_loss"],
-                       spikes_per_sample=results[0]["spikes_per_sample"],
-                       num_classes=results[0]["num_classes"], samples=results[0]["samples"],
-                       checkpoint=results[0]["checkpoint"], config=cfg.to_dict())
+        metrics.update({k: v for k, v in results[0].items() if k not in ("label", "spike")}, config=cfg.to_dict())
     write_json(out / "metrics.json", metrics)
     if levels is not None:
         lines = ["checkpoint,label,perturb,level,accuracy"]
@@ -306,6 +330,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(f"-> {out / 'metrics.json'}")
     return 0
+
+
+def _eval_hardware(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]], model: Any, cfg: Any,
+                   data: Any, spec: Any) -> dict[str, Any]:
+    """``eval --hardware``: the model as trained, its hard swap (float weights) and the deployed model."""
+    from spiketime import config
+    from spiketime.hardware.evaluate import evaluate_hardware, float_costs
+    from spiketime.learning.trainer import evaluate, model_from_checkpoint
+
+    if cfg.model.type != "lif":
+        raise ConfigError(f"{path}: hardware evaluation supports model.type lif, this checkpoint is {cfg.model.type}")
+    trained = evaluate(model, data, cfg.train.loss)
+    hard, _ = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, hard=True)))
+    swap = evaluate(hard, data, cfg.train.loss)
+    hw = evaluate_hardware(hard, data, cfg.train.loss, spec)
+    return {**hw, "hard_swap_accuracy": swap["accuracy"], "float_accuracy": trained["accuracy"],
+            "float_synops_per_sample": float_costs(hard, data)["synops_per_sample"],
+            "spikes_per_sample": swap["spikes_per_sample"]}
 
 
 def _parse_frames(text: str) -> list[int]:

@@ -15,6 +15,7 @@ from spiketime.functional.delay import (
 )
 from spiketime.functional.li import LIState, li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence
+from spiketime.hardware.quant import fake_quantize
 from spiketime.kernels import check_backend
 from spiketime.kernels.sparse import linear
 from spiketime.surrogate import FastSigmoid, Surrogate
@@ -126,6 +127,8 @@ class DelayedLinear(nn.Module):
         bias: bool = False,
         generator: torch.Generator | None = None,
         density: float = 1.0,
+        weight_bits: int | None = None,
+        per_channel: bool = True,
     ) -> None:
         super().__init__()
         if delays not in DELAY_KINDS:
@@ -133,6 +136,7 @@ class DelayedLinear(nn.Module):
         if delay_mode not in DELAY_MODES:
             raise ValueError(f"delay_mode must be one of {DELAY_MODES}, got {delay_mode!r}")
         self.n_in, self.n_out, self.dt = n_in, n_out, dt
+        self.weight_bits, self.per_channel = weight_bits, per_channel
         self.kind, self.delay_max, self.mode, self.sigma = delays, delay_max, delay_mode, delay_sigma
         k = n_in if density == 1 else fan_in(density, n_in)
         self.density, self.fan_in = density, k
@@ -154,8 +158,10 @@ class DelayedLinear(nn.Module):
 
     @property
     def effective_weight(self) -> Tensor:
-        """The weights the forward pass uses: ``weight * mask`` (``weight`` when dense)."""
-        return self.weight if self.mask is None else self.weight * self.mask
+        """The weights the forward pass uses: ``weight * mask`` (``weight`` when dense), fake-quantised to
+        ``weight_bits`` when set (quantisation-aware training, straight-through gradient)."""
+        w = self.weight if self.mask is None else self.weight * self.mask
+        return w if self.weight_bits is None else fake_quantize(w, self.weight_bits, self.per_channel)
 
     @property
     def taps(self) -> int:
@@ -194,9 +200,11 @@ class Recurrent(nn.Module):
     """
 
     def __init__(self, n: int, density: float = 1.0, weight_scale: float = 1.0,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, weight_bits: int | None = None,
+                 per_channel: bool = True) -> None:
         super().__init__()
         self.n, self.density = n, density
+        self.weight_bits, self.per_channel = weight_bits, per_channel
         k = fan_in(density, n - 1)  # 0 when n == 1: no connection off the diagonal
         self.fan_in = k
         w = torch.randn(n, n, generator=generator) * (weight_scale / math.sqrt(max(k, 1)))
@@ -206,8 +214,10 @@ class Recurrent(nn.Module):
 
     @property
     def effective_weight(self) -> Tensor:
-        """``weight * mask``: the recurrent weights the forward pass uses, ``[n, n]`` (row: postsynaptic)."""
-        return self.weight * self.mask
+        """``weight * mask``: the recurrent weights the forward pass uses, ``[n, n]`` (row: postsynaptic),
+        fake-quantised to ``weight_bits`` when set."""
+        w = self.weight * self.mask
+        return w if self.weight_bits is None else fake_quantize(w, self.weight_bits, self.per_channel)
 
     @torch.no_grad()
     def project_(self) -> None:

@@ -31,13 +31,15 @@ class SpikingNetwork(nn.Module):
     (so ``recurrent=False, density=1`` builds exactly the network of earlier versions).
     ``cfg.spike == "surrogate_forward"``: every LIF layer emits ``sigmoid(spike_steepness * (v - theta))`` instead of
     ``H(v - theta)`` (smooth network, exact gradient); rebuilt with ``spike: hard`` from the same weights it is the
-    hard-threshold network of deployment (``spiketime eval --hard``).
+    hard-threshold network of deployment (``spiketime eval --hard``). ``cfg.weight_bits``: every weight matrix
+    (readout included) is used in its fake-quantised form (quantisation-aware training; docs/deployment.md).
     """
 
     def __init__(self, n_in: int, n_out: int, cfg: ModelConfig, dt: float, seed: int = 0) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         smooth = cfg.spike == "surrogate_forward"
+        quant = {"weight_bits": cfg.weight_bits, "per_channel": cfg.weight_quant == "per_channel"}
         surrogate = Sigmoid(cfg.spike_steepness) if smooth else make_surrogate(cfg.surrogate, cfg.surrogate_scale)
         self.dt = dt
         self.recurrent = bool(cfg.recurrent)
@@ -51,15 +53,15 @@ class SpikingNetwork(nn.Module):
         for a, b in zip(sizes[:-1], sizes[1:]):
             self.projections.append(
                 DelayedLinear(a, b, dt, cfg.delays, cfg.delay_max, cfg.delay_mode, cfg.delay_sigma,
-                              tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g, density=cfg.density)
+                              tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g, density=cfg.density, **quant)
             )
             if self.recurrent:
-                self.recurrents.append(Recurrent(b, cfg.density, 0.5 * cfg.weight_scale * gain, generator=g))
+                self.recurrents.append(Recurrent(b, cfg.density, 0.5 * cfg.weight_scale * gain, generator=g, **quant))
             self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate,
                                     backend=cfg.backend, smooth=smooth))
         out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
         self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=cfg.weight_scale * out_gain,
-                                              generator=g))
+                                              generator=g, **quant))
         if cfg.readout == "li":
             self.neurons.append(LI(n_out, dt, cfg.tau_out, backend=cfg.backend))
         else:
