@@ -1,4 +1,4 @@
-"""The ``spiketime`` command: train, eval, baseline, sweep, data, bench.
+"""The ``spiketime`` command: train, eval, baseline, sweep, data, bench, export.
 
 Errors in what the user gave (config files, keys, values, checkpoints, run directories) print one
 line ``spiketime: error: ...`` to stderr and exit with code 2.
@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run nothing: write results.csv and table.md from the runs already finished in --out "
                         "(cells with fewer seeds say (n=k), missing ones –)")
     _add_bench_parser(sub)
+
+    p = sub.add_parser("export", help="write a trained LIF network as a NIR graph (snnTorch, Norse, Lava, chips)",
+                       formatter_class=_fmt(), epilog="Time constants become NIR's continuous ones at the model's dt "
+                       "(docs/deployment.md); spiketime.export.from_nir(graph, dt) reads it back.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="best.pt / checkpoint.pt, or a run directory")
+    p.add_argument("--nir", metavar="OUT.nir", required=True, help="NIR (HDF5) file to write")
     return parser
 
 
@@ -490,8 +496,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from spiketime.export import write_nir
+    from spiketime.learning.trainer import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model, cfg = model_from_checkpoint(ckpt)
+    if cfg.model.type != "lif":
+        raise ConfigError(f"{args.checkpoint}: model.type {cfg.model.type} cannot be exported to NIR (no NIR "
+                          "primitive for gamma buckets)")
+    out = write_nir(model, args.nir, config=cfg.to_dict()["model"])
+    kinds = [type(n).__name__ for n in __import__("nir").read(str(out)).nodes.values()]
+    print(f"{args.checkpoint}: {ckpt['n_in']} inputs, hidden {cfg.model.hidden}, {ckpt['n_out']} outputs, "
+          f"dt {cfg.data.dt} ms; nodes: {', '.join(sorted(set(kinds)))} -> {out}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep, "data": cmd_data,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
