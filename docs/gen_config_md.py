@@ -90,11 +90,25 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                                       "scales with it."),
     "model.surrogate": ("—", "Surrogate derivative of the spike on `x = v - theta`: `fast_sigmoid` "
                              "`1/(alpha|x|+1)^2`, `gaussian` (normal density), `arctan` "
-                             "`(alpha/2)/(1+(pi/2 alpha x)^2)`, `triangle` `max(0, 1-|x|/width)/width`."),
+                             "`(alpha/2)/(1+(pi/2 alpha x)^2)`, `triangle` `max(0, 1-|x|/width)/width`, `sigmoid` "
+                             "`alpha p (1-p)` with `p = 1/(1+exp(-alpha x))`."),
     "model.surrogate_scale": ("see meaning", "The surrogate's one shape parameter (`null`: its default): "
                                              "`fast_sigmoid` alpha (steepness, 10), `gaussian` sigma (width in "
                                              "membrane units, 0.3), `arctan` alpha (steepness, 2), `triangle` "
-                                             "width (half-width of the support in membrane units, 0.5)."),
+                                             "width (half-width of the support in membrane units, 0.5), "
+                                             "`sigmoid` alpha (steepness, 5)."),
+    "model.spike": ("—", "`hard`: the spike is `H(v - theta)` with the surrogate's gradient; `surrogate_forward`: "
+                         "the spike is `sigmoid(spike_steepness (v - theta))` in training (a smooth network, exact "
+                         "gradient; seed 004's SAST), swapped for `H` at deployment (`spiketime eval --hard`, "
+                         "`--hardware`). LIF networks only."),
+    "model.spike_steepness": ("1 / membrane units", "Steepness `k` of the surrogate-forward sigmoid "
+                                                    "`sigmoid(k (v - theta))` (also its gradient's scale)."),
+    "model.weight_bits": ("bits", "Quantisation-aware training: every weight matrix (readout included) is used as "
+                                  "its symmetric `b`-bit version `s round(W/s)`, `s = max|W| / (2^(b-1) - 1)`, "
+                                  "with a straight-through gradient; null = float weights. LIF networks only "
+                                  "(docs/deployment.md)."),
+    "model.weight_quant": ("—", "Scale of `model.weight_bits`: one per output channel (`per_channel`) or per "
+                                "matrix (`per_tensor`)."),
     "model.weight_scale": ("theta per input spike", "Init std of the weights, `W ~ N(0, s^2)`, "
                                                     "`s = weight_scale * theta / ((1 - beta) sqrt(fan_in))` with "
                                                     "`beta = exp(-dt/tau_mem)` (`tau_out` for the readout): one "
@@ -176,6 +190,12 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
                              "parameters and optimiser state stay fp32 (docs/distributed.md)."),
     "train.gain_weight": ("—", "`model.type: gamma`: weight of the gain loss `gain_weight * sum_l mean_(t,b,n) "
                                "s_l` (hidden spike rate, straight-through gradient) added to the training loss."),
+    "train.sam_rho": ("parameter units", "Sharpness-aware minimisation: each step uses the gradient at `w + e`, "
+                                         "`e = rho g/||g||` (SAM) or `rho T^2 g/||T g||`, `T = |w| + 0.01` (ASAM); "
+                                         "0 = plain optimiser. Every learner (BPTT runs each batch twice; the online "
+                                         "learners re-run the steps since their last update)."),
+    "train.sam_adaptive": ("—", "ASAM (Kwon et al. 2021): the perturbation scaled elementwise by `|w| + 0.01` "
+                                "(typical `sam_rho` 0.5-2 instead of SAM's 0.05); needs `sam_rho > 0`."),
 }
 
 HEADER = """\

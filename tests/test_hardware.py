@@ -239,3 +239,32 @@ def test_quantisation_aware_training_uses_quantised_weights(tmp_path, tiny_sets)
 
         config.load(None, ["model.type=gamma", "model.weight_bits=8"])
     one_line(e, "model.weight_bits")
+
+
+def test_synops_match_neurobench_on_the_same_model():
+    """NeuroBench (optional extra) counts effective accumulates per layer call; summed over the time steps of every
+    projection of the deployed INT4 model they equal our SynOps."""
+    pytest.importorskip("neurobench")
+    from neurobench.metrics.utils.layers import single_layer_MACs
+
+    net = _net(delays="none", recurrent=True, density=0.5)
+    layers = hardware_layers(net, HardwareSpec(4, True, 16))
+    x = (_events() > 0).float()  # binary events: NeuroBench counts spiking inputs as accumulates
+    _, hidden, _ = run_fake_quant(layers, x)
+    ours = network_synops(x, hidden, [lay.q for lay in layers], [lay.q_rec for lay in layers[:-1]])
+
+    def linear(q):
+        lin = torch.nn.Linear(q.shape[1], q.shape[0], bias=False)
+        lin.weight.data = q.float()
+        return lin
+
+    theirs = 0
+    acts = [x, *[h.float() for h in hidden]]
+    for l, lay in enumerate(layers):
+        for t in range(x.shape[0]):
+            ops, spiking = single_layer_MACs(acts[l][t], linear(lay.q))
+            assert spiking or int(acts[l][t].sum()) == 0
+            theirs += ops
+            if lay.q_rec is not None:
+                theirs += single_layer_MACs(acts[l + 1][t], linear(lay.q_rec))[0]
+    assert ours == theirs and ours > 0
