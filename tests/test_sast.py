@@ -78,22 +78,17 @@ def test_surrogate_forward_spikes_are_smooth_and_the_hard_rebuild_spikes_binary(
     assert soft.neurons[0].surrogate == Sigmoid(5.0)
 
 
-def test_spike_keys_are_validated():
+@pytest.mark.parametrize("overrides,key", [
+    (["model.spike_steepness=0"], "model.spike_steepness"),
+    (["model.type=gamma", "model.spike=surrogate_forward"], "model.spike"),
+    (["train.sam_adaptive=true"], "train.sam_adaptive"),
+    (["train.sam_rho=-0.1"], "train.sam_rho"),
+    (["train.sam_rho=0.1", "train.precision=fp16"], "train.precision"),
+])
+def test_spike_and_sam_keys_are_validated(overrides, key):
     with pytest.raises(ConfigError) as e:
-        config.load(None, ["model.spike_steepness=0"])
-    one_line(e, "model.spike_steepness")
-    with pytest.raises(ConfigError) as e:
-        config.load(None, ["model.type=gamma", "model.spike=surrogate_forward"])
-    one_line(e, "model.spike")
-    with pytest.raises(ConfigError) as e:
-        config.load(None, ["train.sam_adaptive=true"])
-    one_line(e, "train.sam_adaptive")
-    with pytest.raises(ConfigError) as e:
-        config.load(None, ["train.sam_rho=-0.1"])
-    one_line(e, "train.sam_rho")
-    with pytest.raises(ConfigError) as e:
-        config.load(None, ["train.sam_rho=0.1", "train.precision=fp16"])
-    one_line(e, "train.precision")
+        config.load(None, overrides)
+    one_line(e, key)
 
 
 # ------------------------------------------------------------------------------------ SAM / ASAM primitives
