@@ -201,9 +201,19 @@ def test_cli_eval_hardware_writes_the_deployment_metrics(tmp_path, tiny_sets, ca
     assert m["footprint_bytes"] < m["float_footprint_bytes"]
     trained = json.loads((run / "metrics.json").read_text())
     assert abs(m["float_accuracy"] - trained["test_accuracy"]) < 1e-9
+    # the int64 simulator gives the same accuracy and costs as the batched fixed-point model
+    assert main(["eval", "--checkpoint", str(run), "--hardware", "int8", "--membrane-bits", "16", "--integer",
+                 "--out", str(tmp_path / "int")]) == 0
+    mi = json.loads((tmp_path / "int" / "metrics.json").read_text())
+    assert mi["simulator"] == "integer" and m["simulator"] == "fixed_point"
+    for key in ("test_accuracy", "synops_per_sample", "activation_sparsity", "hidden_spikes_per_sample",
+                "saturated_fraction"):
+        assert mi[key] == m[key], key
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run), "--membrane-bits", "16"]) == 2
     assert "--membrane-bits needs --hardware" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(run), "--hardware", "int4", "--integer"]) == 2
+    assert "--integer needs" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(run), "--hardware", "int4", "--perturb", "jitter"]) == 2
     assert main(["eval", "--checkpoint", str(run), "--hardware", "int4", "--membrane-bits", "2"]) == 2
     err = capsys.readouterr().err

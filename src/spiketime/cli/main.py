@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "integer delays (default: float neurons, only the weights quantised)")
     p.add_argument("--quant", choices=["per_channel", "per_tensor"], default="per_channel",
                    help="with --hardware: one weight scale per output channel or per matrix")
+    p.add_argument("--integer", action="store_true",
+                   help="with --membrane-bits: run the deployed model in the int64 integer-exact simulator "
+                        "(slower than its batched float64 twin, the same spikes)")
     p.add_argument("--hard", action="store_true",
                    help="swap the spikes of a surrogate-forward model (model.spike: surrogate_forward) for the hard "
                         "threshold H(v - theta), same weights, no fine-tuning (hard-spike models are unchanged)")
@@ -272,6 +275,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--levels needs --perturb KIND")
     if args.membrane_bits is not None and args.hardware is None:
         raise ConfigError("--membrane-bits needs --hardware int8|int4")
+    if args.integer and args.membrane_bits is None:
+        raise ConfigError("--integer needs --hardware int8|int4 --membrane-bits B (the integer model has "
+                          "fixed-point neurons)")
     if args.hardware is not None and (args.perturb is not None or args.frames is not None):
         raise ConfigError("--hardware evaluates the unperturbed test split at the trained time step (drop --perturb "
                           "/ --frames)")
@@ -300,7 +306,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data),
                "spike": cfg.model.spike}
         if spec is not None:
-            row.update(_eval_hardware(path, ckpt, overrides, model, cfg, data, spec))
+            row.update(_eval_hardware(path, ckpt, overrides, model, cfg, data, spec, args.integer))
             print(f"{label}: {args.hardware}{'' if spec.membrane_bits is None else f' membrane {spec.membrane_bits} bits'}"
                   f" test_accuracy={row['test_accuracy']:.4f} hard_swap_accuracy={row['hard_swap_accuracy']:.4f} "
                   f"float_accuracy={row['float_accuracy']:.4f} synops_per_sample={row['synops_per_sample']:.0f}")
@@ -339,7 +345,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_hardware(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]], model: Any, cfg: Any,
-                   data: Any, spec: Any) -> dict[str, Any]:
+                   data: Any, spec: Any, integer: bool = False) -> dict[str, Any]:
     """``eval --hardware``: the model as trained, its hard swap (float weights) and the deployed model."""
     from spiketime import config
     from spiketime.hardware.evaluate import evaluate_hardware, float_costs
@@ -350,7 +356,7 @@ def _eval_hardware(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, A
     trained = evaluate(model, data, cfg.train.loss)
     hard, _ = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, hard=True)))
     swap = evaluate(hard, data, cfg.train.loss)
-    hw = evaluate_hardware(hard, data, cfg.train.loss, spec)
+    hw = evaluate_hardware(hard, data, cfg.train.loss, spec, integer=integer)
     return {**hw, "hard_swap_accuracy": swap["accuracy"], "float_accuracy": trained["accuracy"],
             "float_synops_per_sample": float_costs(hard, data)["synops_per_sample"],
             "spikes_per_sample": swap["spikes_per_sample"]}

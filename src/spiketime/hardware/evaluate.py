@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from spiketime.hardware.fixed_point import HardwareSpec, check_lif_model, hardware_layers, run_fake_quant
+from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import footprint_bytes, network_synops, zero_and_total
 from spiketime.hardware.quant import quantize, weight_scale
 from spiketime.learning.losses import class_scores
@@ -46,13 +47,17 @@ def quantized_weights_model(model: torch.nn.Module, spec: HardwareSpec) -> torch
 
 
 @torch.no_grad()
-def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: HardwareSpec, batch_size: int = 256
-                      ) -> dict[str, Any]:
+def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: HardwareSpec, batch_size: int = 256,
+                      integer: bool = False) -> dict[str, Any]:
     """Accuracy of the deployed model on ``data`` (a split with ``x`` [N, T, C], ``y``) and its costs per sample:
     ``test_accuracy``, ``synops_per_sample``, ``activation_sparsity``, ``footprint_bytes``,
-    ``hidden_spikes_per_sample``, and for fixed point the fraction of current/membrane updates that saturated."""
+    ``hidden_spikes_per_sample``, and for fixed point the fraction of current/membrane updates that saturated.
+    ``integer``: run the fixed-point model in the int64 simulator instead of its batched float64 twin (slower,
+    the same spikes)."""
     check_lif_model(model)
     model.eval()
+    if integer and spec.membrane_bits is None:
+        raise ValueError("the integer simulator needs fixed-point neurons (spec.membrane_bits)")
     if spec.membrane_bits is None:
         net = quantized_weights_model(model, spec)
         weights = [p.effective_weight for p in net.projections]
@@ -69,6 +74,10 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
         if layers is None:
             out, _, outputs = net.run(xb)
             hidden = outputs[:-1]
+        elif integer:
+            v_int, hidden, lsb, sat = run_integer(layers, xb)
+            out = v_int.double() if layers[-1].spiking else lsb * v_int.double()
+            saturated += sat
         else:
             out, hidden, sat = run_fake_quant(layers, xb)
             saturated += sat
@@ -84,7 +93,8 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
            "footprint_bytes": footprint_bytes(model, spec.bits, spec.membrane_bits, spec.per_channel),
            "float_footprint_bytes": footprint_bytes(model), "hidden_spikes_per_sample": spikes / n,
            "bits": spec.bits, "quant": "per_channel" if spec.per_channel else "per_tensor",
-           "membrane_bits": spec.membrane_bits}
+           "membrane_bits": spec.membrane_bits,
+           "simulator": "integer" if integer else ("fixed_point" if layers is not None else "float")}
     if layers is not None:
         res["saturated_fraction"] = saturated / updates if updates else 0.0
         res["frac_bits"] = [lay.frac for lay in layers]
