@@ -182,9 +182,13 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "train.patience": ("epochs", "Epochs without validation improvement before early stopping."),
     "train.seed": ("—", "Training seed: weight and delay init, and the batch order of every epoch."),
     "train.device": ("—", "Torch device, e.g. `cpu`, `cuda`, `cuda:1`; under torchrun `cpu` (gloo) or `cuda` "
-                          "(nccl, rank r on `cuda:LOCAL_RANK`)."),
-    "train.progress": ("—", "Show a per-epoch progress bar on stderr (`spiketime train --quiet` and sweeps turn "
-                            "it off)."),
+                          "(nccl, rank r on `cuda:LOCAL_RANK`). A device this machine lacks is a one-line error "
+                          "before the run directory is made."),
+    "train.threads": ("—", "Torch CPU threads (`torch.set_num_threads`); `null`: torch's choice (all cores). "
+                           "Recorded as `threads` in metrics.json: runs are bit-identical only at the same thread "
+                           "count (float sums are reduced in another order)."),
+    "train.progress": ("—", "Show progress bars on stderr: epochs, the batches of each epoch, evaluation and "
+                            "finalisation (`spiketime train --quiet` and sweeps turn them off)."),
     "train.precision": ("—", "Arithmetic of the forward pass and loss (training and evaluation): `fp32`, or "
                              "`bf16` / `fp16` under `torch.autocast` (fp16 with a `GradScaler`, checkpointed); "
                              "parameters and optimiser state stay fp32 (docs/distributed.md)."),

@@ -99,14 +99,14 @@ def test_resume_after_kill_9_is_exact(tmp_path, tiny_sets):
     proc.wait()
     assert (cut / "checkpoint.pt").exists(), "the run never wrote a checkpoint"
     assert not (cut / "metrics.json").exists(), "the run finished before it could be killed: test is vacuous"
-    epoch_at_kill = torch.load(cut / "checkpoint.pt", weights_only=False)["state"]["epoch"]
+    epoch_at_kill = torch.load(cut / "checkpoint.pt", weights_only=True)["state"]["epoch"]
     assert 1 <= epoch_at_kill < 8
     res = subprocess.run([sys.executable, "-m", "spiketime", "train", "--resume", str(cut)], env=ENV,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert _metrics_wo_time(cut / "metrics.json") == _metrics_wo_time(full / "metrics.json")
-    a = torch.load(full / "best.pt", weights_only=False)["model"]
-    b = torch.load(cut / "best.pt", weights_only=False)["model"]
+    a = torch.load(full / "best.pt", weights_only=True)["model"]
+    b = torch.load(cut / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list(cut.glob(".*.tmp")), "temporary files left behind"
 
@@ -124,7 +124,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", torn_save)  # rundir imports torch lazily
     with pytest.raises(KeyboardInterrupt):
         rundir.torch_save_atomic({"a": 2}, target)
-    assert torch.load(target, weights_only=False) == {"a": 1}
+    assert torch.load(target, weights_only=True) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 

@@ -35,8 +35,8 @@ def _sets(items: list[str]) -> list[str]:
 def _assert_same_models(a: Path, b: Path) -> None:
     """The last and best model of two run directories agree to float32 rounding (|a-b| <= 1e-5 + 1e-5 |a|)."""
     for name in (trainer.CHECKPOINT, trainer.BEST):
-        sa = torch.load(a / name, weights_only=False)["model"]
-        sb = torch.load(b / name, weights_only=False)["model"]
+        sa = torch.load(a / name, weights_only=True)["model"]
+        sb = torch.load(b / name, weights_only=True)["model"]
         assert sa.keys() == sb.keys()
         for k in sa:
             torch.testing.assert_close(sb[k], sa[k], rtol=1e-5, atol=1e-5, msg=f"{name}: {k}")
@@ -168,7 +168,7 @@ def test_torchrun_resumes_an_interrupted_run(tmp_path, monkeypatch):
     interrupt_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(config.load(None, overrides), cut, command="test")
-    assert torch.load(cut / trainer.CHECKPOINT, weights_only=False)["state"]["epoch"] == 1
+    assert torch.load(cut / trainer.CHECKPOINT, weights_only=True)["state"]["epoch"] == 1
     assert not (cut / "metrics.json").exists()
     _torchrun(["train", "--resume", str(cut)])
     _assert_same_models(full, cut)

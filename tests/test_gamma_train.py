@@ -174,13 +174,13 @@ def test_resume_gamma_is_exact(tmp_path, monkeypatch, learner):
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(config.load(None, sets), tmp_path / "cut", command="test")
     monkeypatch.undo()
-    cut = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=False)
+    cut = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)
     assert cut["state"]["epoch"] == 1
     resumed = trainer.fit(config.load(tmp_path / "cut" / "config.yaml"), tmp_path / "cut", resume=True,
                           command="test")
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
-    a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)["model"]
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["spikes_per_sample"] == full["spikes_per_sample"]
 

@@ -311,7 +311,7 @@ def test_resume_online_is_exact(tmp_path, monkeypatch):
     cfg = config.load(tmp_path / "cut" / "config.yaml")
     resumed = trainer.fit(cfg, tmp_path / "cut", resume=True, command="test")
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
-    a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=False)["model"]
-    b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["learner"] == "online"

@@ -47,7 +47,7 @@ def test_bad_precision_is_a_one_line_config_error():
 
 def test_fp32_checkpoint_has_no_scaler(fp32_run):
     assert fp32_run["config"]["train"]["precision"] == "fp32"
-    assert torch.load(fp32_run["out"] / trainer.CHECKPOINT, weights_only=False)["scaler"] is None
+    assert torch.load(fp32_run["out"] / trainer.CHECKPOINT, weights_only=True)["scaler"] is None
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -61,7 +61,7 @@ def test_low_precision_trains_like_fp32(tmp_path, precision, fp32_run):
     acc32 = fp32_run["history"][-1]["val_accuracy"]
     assert abs(m["history"][-1]["val_accuracy"] - acc32) <= ACC_TOL, (m["history"][-1]["val_accuracy"], acc32)
     assert acc32 > 0.45  # fp32 itself is well above chance (1/3): the comparison means something
-    ckpt = torch.load(tmp_path / "run" / trainer.CHECKPOINT, weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / trainer.CHECKPOINT, weights_only=True)
     if precision == "fp16":  # loss scaling is on and its state is checkpointed
         assert set(ckpt["scaler"]) >= {"scale", "_growth_tracker"} and ckpt["scaler"]["scale"] > 1
         assert ckpt["scaler"]["_growth_tracker"] > 0  # steps were taken through the scaler
@@ -76,11 +76,11 @@ def test_fp16_resume_restores_the_scaler_exactly(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _fit(tmp_path / "cut", "fp16", extra)
     monkeypatch.undo()
-    assert torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=False)["state"]["epoch"] == 1
+    assert torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)["state"]["epoch"] == 1
     cfg = config.load(tmp_path / "cut" / "config.yaml")
     resumed = trainer.fit(cfg, tmp_path / "cut", resume=True, command="test")
-    a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=False)
+    a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=True)
+    b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)
     assert b["scaler"] == a["scaler"]  # e.g. _growth_tracker counts steps across the interruption
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]

@@ -215,7 +215,7 @@ def test_train_and_eval_checkpoint_round_trip(tmp_path, tiny_sets, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["model"]["recurrent"] is True and m["config"]["model"]["density"] == 0.2
     assert 0.0 <= m["test_accuracy"] <= 1.0 and len(m["history"]) == 2
-    sd = torch.load(out / "best.pt", weights_only=False)["model"]
+    sd = torch.load(out / "best.pt", weights_only=True)["model"]
     assert {"projections.0.mask", "recurrents.0.mask", "recurrents.0.weight"} <= set(sd)
     assert torch.all(sd["projections.0.weight"][sd["projections.0.mask"] == 0] == 0)
     assert torch.all(sd["recurrents.0.weight"][sd["recurrents.0.mask"] == 0] == 0)

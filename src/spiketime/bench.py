@@ -560,7 +560,7 @@ def run_bench(
 
     Rows of skipped peers have ``status == "skipped"`` and a ``reason``; spiketime and the matmul floor always
     run (their errors propagate)."""
-    from tqdm import tqdm
+    from spiketime.progress import progress_bar
 
     dev = resolve_device(device) if isinstance(device, str) else device
     if delays not in DELAYS:
@@ -588,7 +588,7 @@ def run_bench(
     floor_c = Candidate(FLOOR, FLOOR, "torch", "-", "3 matmuls over T*B rows, fwd+bwd")
 
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(T_list) * (len(cands) + 1), disable=not progress, desc="bench", unit="run", leave=False)
+    bar = progress_bar(progress, "bench", len(T_list) * (len(cands) + 1), "run", leave=False)
     try:
         for T in T_list:
             x, y = make_inputs(T, batch, n_in, n_out, dev, seed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,12 +22,18 @@ class ConfigError(ValueError):
     """A bad configuration value, file or key (message: one line)."""
 
 
+class _NotFinite(ConfigError):
+    """A float key given inf or nan (reported as such, also inside ``float | None``)."""
+
+
 TIMING_TASKS = ("isi", "ccisi", "coincidence")
 BUILTIN_EVENT_TASKS = ("speech_digits", "event_digits")
 REAL_EVENT_TASKS = ("shd", "ssc", "nmnist", "dvs_gesture")
 CAMERA_TASKS = ("event_digits", "nmnist", "dvs_gesture")  # 2-D sensors: inputs are flattened (polarity, y, x) frames
 GAMMA_MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) of learnable gamma buckets stays above this (spiketime.nn.gamma)
 GAMMA_MIN_FACTOR = math.exp(GAMMA_MIN_LOG_RATIO)  # so model.bucket_factor must exceed it when buckets > 1
+# a run name becomes one path component (runs/<timestamp>-<name>): no separators, no leading dot
+RUN_NAME = re.compile(r"[A-Za-z0-9_+=,@-][A-Za-z0-9._+=,@-]*")
 
 
 @dataclass
@@ -121,6 +128,7 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     device: str = "cpu"
+    threads: int | None = None  # torch CPU threads (None: torch's choice); results are bit-identical only at equal counts
     progress: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gain_weight: float = 0.0  # model.type gamma: weight of the spike-rate (gain) loss
@@ -169,6 +177,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         for arg in typing.get_args(tp):
             try:
                 return _coerce(key, value, arg)
+            except _NotFinite:
+                raise
             except ConfigError:
                 continue
         raise bad
@@ -199,6 +209,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 raise bad from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):
+            raise _NotFinite(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -214,7 +226,11 @@ def _hints(cls: type) -> dict[str, Any]:
 def apply(cfg: Config, key: str, value: Any) -> None:
     """Set ``section.key`` (or ``name``) to ``value``, type-checked."""
     if key == "name":
-        cfg.name = _coerce(key, value, str)
+        name = _coerce(key, value, str)
+        if not RUN_NAME.fullmatch(name):
+            raise ConfigError(f"name: expected letters, digits and . _ - + = , @ (not starting with a dot; it names "
+                              f"the run directory runs/<timestamp>-<name>), got {name!r}")
+        cfg.name = name
         return
     cfg.explicit_keys.pop(key, None)
     cfg.explicit_keys[key] = None
@@ -289,6 +305,7 @@ def validate(cfg: Config) -> Config:
         (t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "null or > 0"),
         (t.patience >= 1, "train.patience", "an integer >= 1"),
         (t.step_size >= 1, "train.step_size", "an integer >= 1"),
+        (t.threads is None or t.threads >= 1, "train.threads", "null or an integer >= 1 (torch CPU threads)"),
         (t.precision in ("fp32", "bf16", "fp16"), "train.precision", "one of fp32, bf16, fp16"),
         (t.update_every is None or t.update_every >= 1, "train.update_every", "null or an integer >= 1"),
         (t.gain_weight >= 0, "train.gain_weight", "a weight >= 0 of the spike-rate loss"),

@@ -1,8 +1,16 @@
-"""Run-directory helpers: atomic writes, versions, git commit."""
+"""Run-directory helpers: atomic writes (with the user's umask), checks of output folders, the files of a run,
+versions, git commit.
+
+A run directory holds :data:`RUN_FILES`; a new run never silently reuses one (:func:`check_new_run`), and
+:func:`clear_run` removes exactly those files for ``--overwrite``. Atomic writes go through ``.NAME.*.tmp``
+files beside their target; a killed write can leave one, and :func:`remove_stale_tmp` removes them when the
+next run starts in that folder.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -14,15 +22,32 @@ from typing import Any
 
 import yaml
 
+from spiketime.config import ConfigError
+
+# what `spiketime train` writes into its run directory (any of the first four marks a run)
+ERROR_FILE = "error.txt"  # the traceback of a run that failed unexpectedly (CLI and sweeps)
+RUN_MARKERS = ("config.yaml", "checkpoint.pt", "best.pt", "metrics.json")
+RUN_FILES = RUN_MARKERS + ("report.md", "learning_curves.png", "raster.png", "delays.png", ERROR_FILE)
+TMP_GLOB = ".*.tmp"  # atomic_path's temporary files
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path``; when the block succeeds it replaces ``path`` (``os.replace``),
-    when it fails it is removed. A crash or interrupt never leaves a torn ``path``."""
+    when it fails it is removed. A crash or interrupt never leaves a torn ``path``. The file gets the mode a
+    plain ``open`` would give it (``0o666 & ~umask``), not ``mkstemp``'s private 0600."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_GLOB[2:])
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -42,8 +67,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (nan, inf) replaced by None, so that it is valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as strict JSON (non-finite numbers become null, :func:`finite_json`), atomically."""
+    atomic_write_text(path, json.dumps(finite_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_yaml(path: str | Path, obj: Any) -> None:
@@ -80,3 +117,76 @@ def git_commit() -> str | None:
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def holds_run(path: str | Path) -> bool:
+    """Whether folder ``path`` holds a spiketime run (any of :data:`RUN_MARKERS`)."""
+    return any((Path(path) / name).exists() for name in RUN_MARKERS)
+
+
+def check_new_run(out: str | Path, overwrite: bool = False) -> None:
+    """Refuse (one line) to start a new run in a folder that holds one, unless ``overwrite``."""
+    if not overwrite and holds_run(out):
+        raise ConfigError(f"{out} holds a run: use --resume {out}, or --overwrite")
+
+
+def clear_run(out: str | Path) -> None:
+    """Remove the files of a run (:data:`RUN_FILES`) and stale temporary files from ``out``; keep anything else."""
+    out = Path(out)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    remove_stale_tmp(out)
+
+
+def remove_stale_tmp(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that a killed atomic write left in ``folder`` (``.NAME.*.tmp``); return them."""
+    folder = Path(folder)
+    stale = sorted(folder.glob(TMP_GLOB)) if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why folder ``path`` cannot be made and written (None if it can). Probes by making the folders and a file,
+    then removes what it made."""
+    if path.exists() and not path.is_dir():
+        return "is a file, expected a directory"
+    made, parent = [], path
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".spiketime-probe.", suffix=TMP_GLOB[2:])
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot write there ({e.strerror or e.__class__.__name__})"
+    finally:
+        for p in made:  # deepest first; only the folders this probe made, and only while empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+    return None
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> None:
+    """A one-line :class:`ConfigError` naming ``flag`` unless ``path`` is, or can become, a writable directory."""
+    why = _unwritable(Path(path))
+    if why:
+        raise ConfigError(f"{flag} {path}: {why}")
+
+
+def check_out_file(path: str | Path, flag: str = "--out") -> None:
+    """A one-line :class:`ConfigError` naming ``flag`` unless ``path`` names a file that can be written (not a
+    directory; its folder is, or can become, writable)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory, expected a file name")
+    why = _unwritable(path.parent)
+    if why:
+        raise ConfigError(f"{flag} {path}: folder {path.parent}: {why}")

@@ -38,15 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm import tqdm
 
 from spiketime.config import Config, ConfigError, apply, from_dict, validate
-from spiketime.rundir import atomic_write_text
+from spiketime.progress import progress_bar
+from spiketime.rundir import ERROR_FILE, atomic_write_text, check_out_dir
 
 COMMANDS = ("train", "baseline")
 EXECUTORS = ("local", "ray")
 RAY_HINT = 'pip install "spiketime[ray]"'
-ERROR_FILE = "error.txt"
 # what an executor yields, in the order runs finish: (run, its metrics or the exception it raised)
 Finished = Iterator[tuple[dict[str, Any], "dict[str, Any] | BaseException"]]
 
@@ -163,6 +162,7 @@ def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, ma
     out = Path(out) if out else Path("runs") / f"sweep-{sweep['name']}"
     if collect and not (out / "runs").is_dir():
         raise ConfigError(f"{out}: no finished runs to collect (expected {out / 'runs'})")
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     todo = []
@@ -178,8 +178,8 @@ def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, ma
             finished = _ray_runs(ray, todo, str(out.resolve()), cpus_per_run)
         else:
             finished = _local_runs(todo, str(out), jobs)
-        with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"sweep {sweep['name']}", unit="run",
-                  disable=collect) as bar:
+        with progress_bar(not collect, f"sweep {sweep['name']}", len(runs), "run",
+                          initial=len(runs) - len(todo)) as bar:
             try:
                 for run, result in finished:
                     if isinstance(result, BaseException):

@@ -1,7 +1,10 @@
 """The ``spiketime`` command: train, eval, baseline, sweep, data, bench, export.
 
-Errors in what the user gave (config files, keys, values, checkpoints, run directories) print one
-line ``spiketime: error: ...`` to stderr and exit with code 2.
+Errors in what the user gave (config files, keys, values, checkpoints, run directories, devices, output paths)
+and faults of the operating system (a full disk, a folder that cannot be written) print one line
+``spiketime: error: ...`` to stderr and exit with code 2. Anything unexpected prints one line naming the
+exception and a log file with its full traceback (``OUT/error.txt`` when the command has an output folder),
+and exits with code 1. The parser is built without importing torch, so ``--help`` is quick.
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from spiketime.config import ConfigError
-from spiketime.evaluate.perturb import PERTURBATIONS
+from spiketime.evaluate.levels import PERTURBATIONS
+from spiketime.rundir import ERROR_FILE, check_new_run, check_out_dir, check_out_file, clear_run
 
+BENCH_HELP = "time one training step of 700-256-256-20 against snnTorch, SpikingJelly, Norse"
 EPILOG_SET = "--set takes section.key=value, e.g. --set model.delays=synaptic --set model.hidden=[64,64]"
 
 
@@ -25,8 +32,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` once: not when the help already says its default, nor for None or a flag."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "default" in text or hidden or action.default == [] or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
+
+
 def _fmt() -> type:
-    return argparse.ArgumentDefaultsHelpFormatter
+    return _Formatter
+
+
+def _positive_jobs(text: str) -> int:
+    """``--jobs N``: an integer >= 1 (argparse turns the ValueError into a one-line usage error)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_jobs.__name__ = "integer >= 1"  # argparse's message: "invalid integer >= 1 value: '-3'"
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    """``--quiet``: nothing on stderr but errors (no progress bars, no stage lines)."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines on stderr")
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -35,7 +69,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override one config key (repeatable, typed and validated)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``spiketime`` parser for the command line ``argv`` (None: every command, complete). ``bench``'s
+    options (whose choices come from torch-importing modules) are added only when ``argv`` is None or names
+    ``bench``, so other commands and their ``--help`` never import torch."""
     parser = _Parser(prog="spiketime", description="Train and evaluate spiking networks that learn spike timing.",
                      formatter_class=_fmt())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -43,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network (default: axonal-delay LIF on timing-only CCISI)",
                        formatter_class=_fmt(), epilog=EPILOG_SET)
     _add_config_args(p)
-    p.add_argument("--out", metavar="DIR", default=None, help="run directory (default: runs/<timestamp>-<name>)")
+    p.add_argument("--out", metavar="DIR", default=None, help="run directory (default: runs/<timestamp>-<name>); "
+                   "one that holds a run is refused unless --overwrite")
     p.add_argument("--resume", metavar="OUT", default=None, help="continue the interrupted run in this directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds a run (its run files are removed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("eval", help="evaluate checkpoints on the test split (or --data), optionally perturbed",
@@ -79,12 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard", action="store_true",
                    help="swap the spikes of a surrogate-forward model (model.spike: surrogate_forward) for the hard "
                         "threshold H(v - theta), same weights, no fine-tuning (hard-spike models are unchanged)")
-    p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json (and the CSV, plot) go (default: runs/<timestamp>-eval)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json (and the CSV, plot) go (default: "
+                   "runs/<timestamp>-eval); one that holds results is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out that holds results")
+    _add_quiet(p)
 
     p = sub.add_parser("baseline", help="logistic regression on per-channel spike counts only",
                        formatter_class=_fmt(), epilog=EPILOG_SET)
     _add_config_args(p)
-    p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json goes (default: runs/<timestamp>-baseline)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where metrics.json goes (default: "
+                   "runs/<timestamp>-baseline); one that holds results is refused unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="write into an --out that holds results")
+    _add_quiet(p)
 
     p = sub.add_parser("data", help="inspect event files; make the built-in spoken digits / event digits; encode audio",
                        formatter_class=_fmt())
@@ -97,19 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", metavar="DIR", default=None, help="output folder (default: $SPIKETIME_DATA/speech_digits)")
     q.add_argument("--seed", type=int, default=0, help="generation seed")
     q.add_argument("--size", default="default", help="'default' (about 10k samples), 'small', or a sample count")
-    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    q.add_argument("--jobs", type=_positive_jobs, default=None, help="worker processes (default: all cores)")
+    _add_quiet(q)
     q = dsub.add_parser("event-digits", help="record scikit-learn's digits with an event-camera emulator into "
                         "N-MNIST-format Train/ and Test/ folders", formatter_class=_fmt())
     q.add_argument("--out", metavar="DIR", default=None, help="output folder (default: $SPIKETIME_DATA/event_digits)")
     q.add_argument("--seed", type=int, default=0, help="generation seed")
     q.add_argument("--repeats", type=int, default=4, help="recordings per training image")
-    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    q.add_argument("--jobs", type=_positive_jobs, default=None, help="worker processes (default: all cores)")
+    _add_quiet(q)
     q = dsub.add_parser("audio-to-spikes", help="encode your own WAV recordings into one SHD-format .h5 file",
                         formatter_class=_fmt())
     q.add_argument("wav_dir", metavar="WAV_DIR")
     q.add_argument("--labels", metavar="CSV", required=True, help="CSV with header file,label (optional speaker)")
     q.add_argument("--out", metavar="FILE.h5", required=True)
-    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    q.add_argument("--jobs", type=_positive_jobs, default=None, help="worker processes (default: all cores)")
+    _add_quiet(q)
     q = dsub.add_parser("fetch", help="download a real dataset into the cache (or say where to put it by hand)",
                         formatter_class=_fmt())
     q.add_argument("name", choices=["shd", "ssc", "nmnist", "dvs_gesture"])
@@ -118,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid x seeds; write results.csv and a mean ± std table", formatter_class=_fmt())
     p.add_argument("sweep_config", metavar="CONFIG", help="sweep YAML (see docs/sweeps.md)")
     p.add_argument("--out", metavar="DIR", default=None, help="sweep directory (default: runs/sweep-<name>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (--executor local)")
+    p.add_argument("--jobs", type=_positive_jobs, default=1, help="runs in parallel (--executor local)")
     p.add_argument("--markdown", metavar="FILE", default=None, help="also write the table to this markdown file")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: --jobs local processes; ray: one Ray task per run (pip install \"spiketime[ray]\")")
@@ -130,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collect", action="store_true",
                    help="run nothing: write results.csv and table.md from the runs already finished in --out "
                         "(cells with fewer seeds say (n=k), missing ones –)")
-    _add_bench_parser(sub)
+    if argv is None or _command_of(argv) == "bench":
+        _add_bench_parser(sub)
+    else:  # listed in the top-level help; its options (and torch) only when it is the command
+        sub.add_parser("bench", help=BENCH_HELP, add_help=False)
 
     p = sub.add_parser("export", help="write a trained LIF network as a NIR graph (snnTorch, Norse, Lava, chips)",
                        formatter_class=_fmt(), epilog="Time constants become NIR's continuous ones at the model's dt "
@@ -143,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     from spiketime.bench import DELAYS, LEARNERS, PEERS, PRECISIONS
 
-    p = sub.add_parser("bench", help="time one training step of 700-256-256-20 against snnTorch, SpikingJelly, Norse",
-                       formatter_class=_fmt(), epilog="Rows: spiketime, each peer (and backend), the matmul floor; "
+    p = sub.add_parser("bench", help=BENCH_HELP, formatter_class=_fmt(), epilog="Rows: spiketime, each peer (and backend), the matmul floor; "
                        "a missing peer is a 'skipped' row. See benchmarks/README.md.")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available, else cpu")
     p.add_argument("--T", metavar="T1,T2,...", default="250,1000,3000", help="sequence lengths (time steps of 1 ms)")
@@ -170,14 +226,31 @@ def _out(arg: str | None, name: str) -> Path:
     return Path(arg) if arg else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
 
 
+def _claim_out(args: argparse.Namespace, out: Path, what: str = "results") -> Path:
+    """Check the output folder ``out`` of a command before its work: writable, and not holding earlier
+    results unless ``--overwrite``. Record it as the command's folder for error logs (``args.out_dir``) and
+    whether it existed before (a folder this command made is removed again when the command fails on bad
+    input)."""
+    check_out_dir(out)
+    if not getattr(args, "overwrite", False) and (out / "metrics.json").exists():
+        raise ConfigError(f"{out} holds {what} (metrics.json): choose another --out, or --overwrite")
+    args.out_dir, args.out_existed = out, out.exists()
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from spiketime import config
+    from spiketime.learning.distributed import check_device
+    from spiketime.learning.losses import TrainingDiverged
     from spiketime.learning.trainer import CHECKPOINT, fit
 
     if args.resume:
         out = Path(args.resume)
-        if args.config or args.overrides or args.out:
-            raise ConfigError("--resume continues a run with its own config.yaml: drop --config, --set and --out")
+        if args.config or args.overrides or args.out or args.overwrite:
+            raise ConfigError("--resume continues a run with its own config.yaml: drop --config, --set, --out "
+                              "and --overwrite")
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--resume {out}: is a file, expected a run directory")
         if not out.is_dir():
             raise ConfigError(f"{out}: resume directory not found")
         if not (out / "config.yaml").is_file() or not (out / CHECKPOINT).is_file():
@@ -186,14 +259,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = config.load(args.config, args.overrides)
         out = _out(args.out, cfg.name)
+    check_device(cfg.train.device)
+    if os.environ.get("RANK", "0") in ("", "0"):  # rank 0 owns the folder (under torchrun the others only read)
+        check_out_dir(out, "--resume" if args.resume else "--out")
+        if not args.resume:
+            check_new_run(out, args.overwrite)
+        args.out_dir, args.out_existed = out, out.exists()
     if args.quiet:
         cfg.train.progress = False
-    metrics = fit(cfg, out, resume=bool(args.resume))
+    try:
+        metrics = fit(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
+    except TrainingDiverged as e:
+        raise _Failure(f"{e}; stopped without writing this epoch: {_last_good(out)}") from None
     if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun only rank 0 reports
         return 0
     print(f"test_accuracy={metrics['test_accuracy']:.4f} val_accuracy={metrics['val_accuracy']:.4f} "
           f"epochs={metrics['epochs']} train_seconds={metrics['train_seconds']:.1f} -> {out}")
     return 0
+
+
+def _last_good(out: Path) -> str:
+    """Where a stopped run's last good state is, in words."""
+    from spiketime.learning.trainer import CHECKPOINT
+
+    ckpt = out / CHECKPOINT
+    if not ckpt.is_file():
+        return "no epoch had finished, so there is no checkpoint"
+    import torch
+
+    epoch = torch.load(ckpt, map_location="cpu", weights_only=True).get("state", {}).get("epoch", "?")
+    return f"the last good epoch ({epoch}) is in {ckpt} (spiketime train --resume {out} continues from it)"
 
 
 def _checkpoint_label(path: str) -> str:
@@ -234,13 +329,14 @@ def _checkpoint_config(path: str, ckpt: dict[str, Any], overrides: list[tuple[st
     return cfg
 
 
-def _cached_test_split(cfg: Any, cache: dict[str, Any]) -> Any:
-    """The test split of ``cfg.data``, made once per distinct data config in ``cache``."""
+def _cached_test_split(cfg: Any, cache: dict[str, Any], progress: bool = True) -> Any:
+    """The test split of ``cfg.data``, made once per distinct data config in ``cache`` (``progress``: the bar of
+    a built-in set generated on first use)."""
     from spiketime.data.datasets import make_split
 
     key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
     if key not in cache:
-        cache[key] = make_split(cfg.data, "test")
+        cache[key] = make_split(cfg.data, "test", progress)
     return cache[key]
 
 
@@ -269,6 +365,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from spiketime.evaluate.perturb import LEVEL_UNITS, perturbation_curve
     from spiketime.evaluate.plots import plot_perturbation
     from spiketime.learning.trainer import evaluate, load_checkpoint, model_from_checkpoint
+    from spiketime.progress import progress_bar
     from spiketime.rundir import atomic_write_text, git_commit, versions, write_json
 
     if args.levels is not None and args.perturb is None:
@@ -296,31 +393,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     overrides = _data_overrides(args.overrides)
     loaded = [load_checkpoint(c) for c in args.checkpoint]  # all errors before any work
     array_file = load_array_file(args.data) if args.data else None
+    out = _claim_out(args, _out(args.out, "eval"))
     datasets: dict[str, Any] = {}
     results = []
-    for path, label, ckpt in zip(args.checkpoint, labels, loaded):
-        model, cfg = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, args.hard)))
-        data = array_file if array_file is not None else _cached_test_split(cfg, datasets)
+    show = not args.quiet
+    for path, label, ckpt in progress_bar(show and len(loaded) > 1, "checkpoints", len(loaded), "checkpoint",
+                                          iterable=list(zip(args.checkpoint, labels, loaded))):
+        model, cfg = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, args.hard)),
+                                           source=str(path))
+        data = array_file if array_file is not None else _cached_test_split(cfg, datasets, show)
         if data.x.shape[-1] != ckpt["n_in"]:
             raise ConfigError(f"{args.data or 'data'}: {data.x.shape[-1]} channels, {path} expects {ckpt['n_in']}")
         row = {"checkpoint": str(path), "label": label, "num_classes": ckpt["n_out"], "samples": len(data),
                "spike": cfg.model.spike}
         if spec is not None:
-            row.update(_eval_hardware(path, ckpt, overrides, model, cfg, data, spec, args.integer))
+            row.update(_eval_hardware(path, ckpt, overrides, model, cfg, data, spec, args.integer, show))
             print(f"{label}: {args.hardware}{'' if spec.membrane_bits is None else f' membrane {spec.membrane_bits} bits'}"
                   f" test_accuracy={row['test_accuracy']:.4f} hard_swap_accuracy={row['hard_swap_accuracy']:.4f} "
                   f"float_accuracy={row['float_accuracy']:.4f} synops_per_sample={row['synops_per_sample']:.0f}")
         elif levels is None:
-            res = evaluate(model, data, cfg.train.loss)
+            res = evaluate(model, data, cfg.train.loss, progress=show, desc=label)
             row.update(test_accuracy=res["accuracy"], test_loss=res["loss"], spikes_per_sample=res["spikes_per_sample"])
             print(f"{label}: test_accuracy={res['accuracy']:.4f}")
         else:
-            accs = perturbation_curve(model, data, cfg.train.loss, args.perturb, levels, cfg.data.dt, seed=args.seed)
+            accs = perturbation_curve(model, data, cfg.train.loss, args.perturb, levels, cfg.data.dt, seed=args.seed,
+                                      progress=show, desc=f"{label} {args.perturb}")
             row.update(test_accuracy=accs[0] if levels[0] == 0 else None, perturb=args.perturb, levels=levels,
                        accuracies=accs)
             print(f"{label}: {args.perturb} " + " ".join(f"{lv:g}:{a:.4f}" for lv, a in zip(levels, accs)))
         results.append(row)
-    out = _out(args.out, "eval")
     out.mkdir(parents=True, exist_ok=True)
     metrics = {"results": results, "data": args.data or "config test split", "perturb": args.perturb,
                "hard": args.hard, "seed": args.seed, "versions": versions(), "git_commit": git_commit(),
@@ -345,20 +446,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_hardware(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]], model: Any, cfg: Any,
-                   data: Any, spec: Any, integer: bool = False) -> dict[str, Any]:
-    """``eval --hardware``: the model as trained, its hard swap (float weights) and the deployed model."""
+                   data: Any, spec: Any, integer: bool = False, progress: bool = False) -> dict[str, Any]:
+    """``eval --hardware``: the model as trained, its hard swap (float weights) and the deployed model
+    (``progress``: a bar over the batches of each pass on stderr)."""
     from spiketime import config
     from spiketime.hardware.evaluate import evaluate_hardware, float_costs
     from spiketime.learning.trainer import evaluate, model_from_checkpoint
 
     if cfg.model.type != "lif":
         raise ConfigError(f"{path}: hardware evaluation supports model.type lif, this checkpoint is {cfg.model.type}")
-    trained = evaluate(model, data, cfg.train.loss)
-    hard, _ = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, hard=True)))
-    swap = evaluate(hard, data, cfg.train.loss)
-    hw = evaluate_hardware(hard, data, cfg.train.loss, spec, integer=integer)
+    trained = evaluate(model, data, cfg.train.loss, progress=progress, desc="as trained")
+    hard, _ = model_from_checkpoint(ckpt, config.validate(_checkpoint_config(path, ckpt, overrides, hard=True)),
+                                    source=str(path))
+    swap = evaluate(hard, data, cfg.train.loss, progress=progress, desc="hard swap")
+    hw = evaluate_hardware(hard, data, cfg.train.loss, spec, integer=integer, progress=progress)
     return {**hw, "hard_swap_accuracy": swap["accuracy"], "float_accuracy": trained["accuracy"],
-            "float_synops_per_sample": float_costs(hard, data)["synops_per_sample"],
+            "float_synops_per_sample": float_costs(hard, data, progress=progress)["synops_per_sample"],
             "spikes_per_sample": swap["spikes_per_sample"]}
 
 
@@ -377,25 +480,28 @@ def _eval_frames(args: argparse.Namespace) -> int:
     from spiketime import config
     from spiketime.evaluate.plots import plot_perturbation
     from spiketime.learning.trainer import evaluate, load_checkpoint, model_from_checkpoint
+    from spiketime.progress import progress_bar
     from spiketime.rundir import atomic_write_text, git_commit, versions, write_json
 
     frames = _parse_frames(args.frames)
     overrides = _data_overrides(args.overrides, frames=True)
     labels = _checkpoint_labels(args.checkpoint)
     loaded = [load_checkpoint(c) for c in args.checkpoint]
+    out = _claim_out(args, _out(args.out, "eval"))
     rows = []
-    for n in frames:  # frame-major: one binning of the test split alive at a time
-        datasets: dict[str, Any] = {}
+    show = not args.quiet
+    for n in progress_bar(show, "frames", len(frames), "resolution", iterable=frames):  # frame-major: one binning
+        datasets: dict[str, Any] = {}  # of the test split alive at a time
         for path, label, ckpt in zip(args.checkpoint, labels, loaded):
             cfg = _checkpoint_config(path, ckpt, overrides, args.hard)
             config.apply(cfg, "data.dt", cfg.data.duration / n)
-            model, cfg = model_from_checkpoint(ckpt, config.validate(cfg))
-            res = evaluate(model, _cached_test_split(cfg, datasets), cfg.train.loss)
+            model, cfg = model_from_checkpoint(ckpt, config.validate(cfg), source=str(path))
+            res = evaluate(model, _cached_test_split(cfg, datasets, show), cfg.train.loss, progress=show,
+                           desc=f"{label} at {n} frames")
             rows.append({"checkpoint": str(path), "label": label, "frames": n, "dt": cfg.data.dt,
                          "test_accuracy": res["accuracy"], "spikes_per_sample": res["spikes_per_sample"],
                          "num_classes": ckpt["n_out"]})
             print(f"{label}: frames={n} dt={cfg.data.dt:.4g} ms test_accuracy={res['accuracy']:.4f}")
-    out = _out(args.out, "eval")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", {"frames": frames, "results": rows, "versions": versions(),
                                       "git_commit": git_commit(), "command": "spiketime " + " ".join(sys.argv[1:])})
@@ -415,8 +521,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from spiketime.learning.trainer import run_baseline
 
     cfg = config.load(args.config, args.overrides)
-    out = _out(args.out, "baseline")
-    m = run_baseline(cfg, out)
+    out = _claim_out(args, _out(args.out, "baseline"))
+    m = run_baseline(cfg, out, progress=not args.quiet)
     print(f"test_accuracy={m['test_accuracy']:.4f} (chance {m['chance']:.4f}) -> {out / 'metrics.json'}")
     return 0
 
@@ -435,19 +541,30 @@ def cmd_data(args: argparse.Namespace) -> int:
         from spiketime.data.speech_digits import make_speech_digits
 
         size = int(args.size) if str(args.size).isdigit() else args.size
-        train, test = make_speech_digits(Path(args.out) if args.out else data_home() / "speech_digits",
-                                         seed=args.seed, jobs=args.jobs, size=size)
+        out = Path(args.out) if args.out else data_home() / "speech_digits"
+        check_out_dir(out)
+        train, test = make_speech_digits(out, seed=args.seed, jobs=args.jobs, size=size, progress=not args.quiet)
         print(f"-> {train}, {test}")
     elif c == "event-digits":
         from spiketime.data.event_digits import make_event_digits
 
-        out = make_event_digits(Path(args.out) if args.out else data_home() / "event_digits", seed=args.seed,
-                                repeats=args.repeats, jobs=args.jobs)
-        print(f"-> {out}")
+        out = Path(args.out) if args.out else data_home() / "event_digits"
+        check_out_dir(out)
+        if args.repeats < 1:
+            raise ConfigError(f"--repeats {args.repeats}: expected an integer >= 1")
+        made = make_event_digits(out, seed=args.seed, repeats=args.repeats, jobs=args.jobs, progress=not args.quiet)
+        print(f"-> {made}")
     elif c == "audio-to-spikes":
-        from spiketime.data.speech_digits import audio_to_spikes
+        from spiketime.data.speech_digits import audio_to_spikes, read_labels_csv, unlisted_wavs
 
-        print(f"-> {audio_to_spikes(Path(args.wav_dir), Path(args.labels), Path(args.out), jobs=args.jobs)}")
+        check_out_file(args.out)  # before the encoding work
+        skipped = unlisted_wavs(Path(args.wav_dir), read_labels_csv(Path(args.labels), Path(args.wav_dir)))
+        if skipped:
+            print(f"spiketime: {len(skipped)} WAV file(s) in {args.wav_dir} are not in {args.labels} and are "
+                  f"skipped (first: {skipped[0]})", file=sys.stderr)
+        made = audio_to_spikes(Path(args.wav_dir), Path(args.labels), Path(args.out), jobs=args.jobs,
+                               progress=not args.quiet)
+        print(f"-> {made}")
     else:
         from spiketime.data.registry import ensure_dataset
 
@@ -476,7 +593,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from spiketime.rundir import write_json
 
     T_list, peers = parse_T(args.T), parse_peers(args.peers)
+    from spiketime.learning.distributed import check_device
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device, "--device")
     batch = args.batch if args.batch is not None else (256 if device == "cuda" else 32)
     if batch < 1 or args.repeats < 1 or args.warmup < 0:
         raise ConfigError("--batch and --repeats must be >= 1, --warmup >= 0")
@@ -485,8 +605,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"--threads {args.threads}: expected an integer >= 1")
         torch.set_num_threads(args.threads)
     out = Path(args.json) if args.json else None
-    if out is not None and out.is_dir():
-        raise ConfigError(f"--json {out}: is a directory, expected a file name")
+    if out is not None:
+        check_out_file(out, "--json")
     rows = run_bench(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
                      args.warmup, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
                      connectivity=args.connectivity)
@@ -507,7 +627,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from spiketime.learning.trainer import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
-    model, cfg = model_from_checkpoint(ckpt)
+    model, cfg = model_from_checkpoint(ckpt, source=str(args.checkpoint))
+    check_out_file(args.nir, "--nir")
     if cfg.model.type != "lif":
         raise ConfigError(f"{args.checkpoint}: model.type {cfg.model.type} cannot be exported to NIR (no NIR "
                           "primitive for gamma buckets)")
@@ -518,22 +639,82 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Failure(Exception):
+    """A command that ran but could not finish (e.g. training diverged): one line, exit 1, no traceback."""
+
+
+def _log_traceback(args: argparse.Namespace | None, error: BaseException) -> Path | None:
+    """Write ``error``'s full traceback to the command's output folder (``OUT/error.txt``) when it exists, else
+    to a new file in the temporary folder; return its path (None if nothing could be written)."""
+    from spiketime.rundir import atomic_write_text
+
+    text = f"spiketime {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(error))
+    out = getattr(args, "out_dir", None)
+    try:
+        if out is not None and Path(out).is_dir():
+            atomic_write_text(Path(out) / ERROR_FILE, text)
+            return Path(out) / ERROR_FILE
+        fd, path = tempfile.mkstemp(prefix=f"spiketime-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(path)
+    except OSError:
+        return None
+
+
+def _drop_new_out(args: argparse.Namespace) -> None:
+    """After bad input: remove the output folder if this command made it and left no checkpoint in it."""
+    out = getattr(args, "out_dir", None)
+    if out is None or getattr(args, "out_existed", True) or not Path(out).is_dir():
+        return
+    if (Path(out) / "checkpoint.pt").exists():
+        return
+    clear_run(out)
+    try:
+        Path(out).rmdir()
+    except OSError:  # something else is in it: keep it
+        pass
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep, "data": cmd_data,
             "bench": cmd_bench, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; the boundary that turns every failure into one line on stderr (module docstring)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:
+        _drop_new_out(args)
         print(f"spiketime: error: {e}", file=sys.stderr)
+        return 2
+    except _Failure as e:
+        print(f"spiketime: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the operating system's faults: a full disk, a folder that cannot be written
+        log = _log_traceback(args, e)
+        _drop_new_out(args)
+        what = f"{e.filename}: " if e.filename else ""
+        print(f"spiketime: error: {what}{e.strerror or _first_line(e) or type(e).__name__}"
+              f"{f' (traceback in {log})' if log else ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = {"train": "the last finished epoch is in OUT/checkpoint.pt: spiketime train --resume OUT",
                 "sweep": "finished runs are kept: run the same sweep again to continue"}.get(args.command, "")
         print(f"spiketime: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an unforeseen fault: one line here, the whole traceback in the log
+        log = _log_traceback(args, e)
+        first = _first_line(e)
+        print(f"spiketime: error: {type(e).__name__}{': ' + first if first else ''}"
+              f"{f' (traceback in {log})' if log else ''}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

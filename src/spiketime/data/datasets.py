@@ -45,12 +45,13 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
 
 
-def make_split(cfg: DataConfig, split: str) -> Split:
-    """One split of ``cfg``'s data (``train``, ``val`` or ``test``)."""
+def make_split(cfg: DataConfig, split: str, progress: bool = True) -> Split:
+    """One split of ``cfg``'s data (``train``, ``val`` or ``test``); ``progress``: the bar of a built-in event
+    set generated on first use (stderr)."""
     if cfg.task not in TIMING_TASKS:
         from spiketime.data.event_sets import load_event_split
 
-        return load_event_split(cfg, split)
+        return load_event_split(cfg, split, progress)
     from spiketime.data.timing import generate
 
     n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
@@ -63,12 +64,13 @@ def make_split(cfg: DataConfig, split: str) -> Split:
     return Split(x, y)
 
 
-def load_splits(cfg: DataConfig) -> Splits:
-    """The three splits of ``cfg``'s data (generated, or read and binned)."""
+def load_splits(cfg: DataConfig, progress: bool = True) -> Splits:
+    """The three splits of ``cfg``'s data (generated, or read and binned); ``progress``: the bar of a built-in
+    event set generated on first use (stderr)."""
     if cfg.task not in TIMING_TASKS:
         from spiketime.data.event_sets import load_event_splits
 
-        return load_event_splits(cfg)
+        return load_event_splits(cfg, progress)
     return Splits(*(make_split(cfg, s) for s in SPLITS), num_classes=cfg.num_classes)
 
 

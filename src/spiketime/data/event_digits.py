@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -240,10 +239,9 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
     size = max(1, min(64, math.ceil(len(tasks) / (8 * jobs))))
     batches = [tasks[i:i + size] for i in range(0, len(tasks), size)]
     results: list[list[tuple[int, int]] | None] = [None] * len(batches)
-    from tqdm import tqdm
+    from spiketime.progress import progress_bar
 
-    with tqdm(total=len(tasks), desc="event digits", unit="file", file=sys.stderr, disable=not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(progress, "event digits", len(tasks), "file") as bar:
         if jobs == 1:
             for b, batch in enumerate(batches):
                 results[b] = _record_batch(batch)

@@ -58,8 +58,9 @@ def exclusive(folder: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_file_split(cfg: DataConfig, split: str):
-    """The raw :class:`~spiketime.data.formats.EventSet` of one shipped file (``train``, ``test``; SSC ``val``)."""
+def read_file_split(cfg: DataConfig, split: str, progress: bool = True):
+    """The raw :class:`~spiketime.data.formats.EventSet` of one shipped file (``train``, ``test``; SSC ``val``).
+    ``progress``: the generation bar of a built-in set made on first use (stderr)."""
     from spiketime.data import formats
 
     root = dataset_root(cfg)
@@ -68,13 +69,13 @@ def read_file_split(cfg: DataConfig, split: str):
         from spiketime.data.speech_digits import make_speech_digits
 
         with exclusive(root):
-            make_speech_digits(root)  # a cache hit once made
+            make_speech_digits(root, progress=progress)  # a cache hit once made
         return formats.read_shd(root / f"{split}.h5")
     if task == "event_digits":
         from spiketime.data.event_digits import make_event_digits
 
         with exclusive(root):
-            make_event_digits(root)
+            make_event_digits(root, progress=progress)
         return with_source_images(formats.read_nmnist(root, split), root, split)
     from spiketime.data.registry import ensure_dataset
 
@@ -134,25 +135,25 @@ def to_split(cfg: DataConfig, es, idx: np.ndarray | None, split: str) -> Split:
     return Split(x, y, torch.as_tensor(mask))
 
 
-def split_source(cfg: DataConfig, split: str, train_file=None) -> tuple:
+def split_source(cfg: DataConfig, split: str, train_file=None, progress: bool = True) -> tuple:
     """``(EventSet, indices or None)`` that ``split`` is made of: the test file (SSC: also its validation file), or
     the training file restricted to the carved training / validation groups. ``train_file`` reuses a read file."""
     if split == "test" or (split == "val" and cfg.task == "ssc"):
-        return read_file_split(cfg, split), None
-    es = train_file if train_file is not None else read_file_split(cfg, "train")
+        return read_file_split(cfg, split, progress), None
+    es = train_file if train_file is not None else read_file_split(cfg, "train", progress)
     if cfg.task == "ssc":
         return es, None
     train_idx, val_idx = carve_validation(es, cfg.val_fraction, cfg.seed)
     return es, train_idx if split == "train" else val_idx
 
 
-def load_event_split(cfg: DataConfig, split: str) -> Split:
+def load_event_split(cfg: DataConfig, split: str, progress: bool = True) -> Split:
     """One split of an event dataset (validation carved from the training file unless it ships one)."""
-    return to_split(cfg, *split_source(cfg, split), split)
+    return to_split(cfg, *split_source(cfg, split, progress=progress), split)
 
 
-def load_event_splits(cfg: DataConfig) -> Splits:
+def load_event_splits(cfg: DataConfig, progress: bool = True) -> Splits:
     """Train, validation and test splits of an event dataset (the training file is read once)."""
-    train_file = read_file_split(cfg, "train")
-    splits = (to_split(cfg, *split_source(cfg, s, train_file), s) for s in SPLITS)
+    train_file = read_file_split(cfg, "train", progress)
+    splits = (to_split(cfg, *split_source(cfg, s, train_file, progress), s) for s in SPLITS)
     return Splits(*splits, num_classes=NUM_CLASSES[cfg.task])

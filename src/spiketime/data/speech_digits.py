@@ -38,7 +38,6 @@ import contextlib
 import csv
 import json
 import os
-import sys
 import time
 import wave
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -205,11 +204,10 @@ def _speaker_job(job: tuple[int, Speaker, int] | tuple[int, Speaker, int, int]) 
 def _run(fn: Any, tasks: list[Any], weights: list[int], jobs: int, progress: bool, desc: str) -> list[Any]:
     """Run ``fn`` over ``tasks`` in ``jobs`` worker processes (in this process when ``jobs`` is 1) with a
     tqdm bar on stderr, advanced by each task's weight."""
-    from tqdm import tqdm
+    from spiketime.progress import progress_bar
 
     results: list[Any] = [None] * len(tasks)
-    bar = tqdm(total=sum(weights), desc=desc, unit="sample", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(progress, desc, sum(weights), "sample")
     if jobs == 1 or len(tasks) == 1:  # in this process
         with bar:
             for i, t in enumerate(tasks):
@@ -346,6 +344,12 @@ def read_labels_csv(labels_csv: Path, wav_dir: Path) -> list[tuple[Path, int, in
     return rows
 
 
+def unlisted_wavs(wav_dir: Path, rows: list[tuple[Path, int, int | None]]) -> list[Path]:
+    """The ``.wav`` files under ``wav_dir`` (any depth) that no row of the labels names: they are not encoded."""
+    listed = {p.resolve() for p, _, _ in rows}
+    return sorted(p for p in Path(wav_dir).rglob("*") if p.suffix.lower() == ".wav" and p.resolve() not in listed)
+
+
 def _uint16(text: str, what: str) -> int:
     try:
         v = int(text.strip())
@@ -414,6 +418,8 @@ def audio_to_spikes(wav_dir: Path, labels_csv: Path, out: Path, *, jobs: int | N
     below 20, else the labels as text. ``extra/speaker`` is written when the CSV has a speaker column.
     """
     wav_dir, labels_csv, out = Path(wav_dir), Path(labels_csv), Path(out)
+    if out.is_dir():  # before any of the encoding work
+        raise ConfigError(f"{out}: is a directory, expected the name of the .h5 file to write")
     rows = read_labels_csv(labels_csv, wav_dir)
     _require_deps()
     for path, _, _ in rows:  # fail fast, in the parent, on unsupported files

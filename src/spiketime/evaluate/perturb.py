@@ -15,20 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-PERTURBATIONS = ("jitter", "neuron_jitter", "delete", "reverse")
-LEVEL_UNITS = {"jitter": "sigma (ms)", "neuron_jitter": "sigma (ms)", "delete": "deletion probability",
-               "reverse": "reversed (0/1)"}
+from spiketime.evaluate.levels import DEFAULT_LEVELS, LEVEL_UNITS, PERTURBATIONS, check_level
 
-
-def check_level(kind: str, level: float) -> None:
-    """Raise ValueError for an unknown perturbation or an impossible level."""
-    if kind not in PERTURBATIONS:
-        raise ValueError(f"unknown perturbation {kind!r}: expected one of {', '.join(PERTURBATIONS)}")
-    ok = {"jitter": level >= 0, "neuron_jitter": level >= 0, "delete": 0 <= level <= 1,
-          "reverse": level in (0, 1)}[kind]
-    if not ok:
-        raise ValueError(f"{kind} level {level}: expected {LEVEL_UNITS[kind]} "
-                         f"({'in [0, 1]' if kind == 'delete' else '0 or 1' if kind == 'reverse' else '>= 0'})")
+__all__ = ["DEFAULT_LEVELS", "LEVEL_UNITS", "PERTURBATIONS", "check_level", "perturb", "perturbation_curve"]
 
 
 def _shift(x: Tensor, shift_bins: Tensor | None, per_spike_sigma: float, generator: torch.Generator) -> Tensor:
@@ -72,21 +61,20 @@ def perturb(x: Tensor, kind: str, level: float, dt: float, generator: torch.Gene
     return out * valid[:, :, None].to(x.dtype)
 
 
-DEFAULT_LEVELS = {"jitter": [0, 1, 2, 5, 10, 20], "neuron_jitter": [0, 1, 2, 5, 10, 20],
-                  "delete": [0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9], "reverse": [0, 1]}
-
-
 def perturbation_curve(model, data, loss: str, kind: str, levels: list[float], dt: float, seed: int = 0,
-                       device: str = "cpu") -> list[float]:
-    """Test accuracy of ``model`` on ``data`` perturbed at each level (one seeded generator per level)."""
+                       device: str = "cpu", progress: bool = False, desc: str | None = None) -> list[float]:
+    """Test accuracy of ``model`` on ``data`` perturbed at each level (one seeded generator per level);
+    ``progress``: a bar ``desc`` (default: ``kind``) over the levels, and one over each level's batches."""
     from spiketime.learning.trainer import evaluate
+    from spiketime.progress import progress_bar
 
     for level in levels:
         check_level(kind, level)
     accuracies = []
-    for level in levels:
+    for level in progress_bar(progress, desc or kind, len(levels), "level", iterable=levels):
         g = torch.Generator().manual_seed(seed)
         res = evaluate(model, data, loss, device=device,
-                       transform=lambda x, m, lv=level: perturb(x, kind, lv, dt, g, m))
+                       transform=lambda x, m, lv=level: perturb(x, kind, lv, dt, g, m), progress=progress,
+                       desc=f"{kind} {level:g}")
         accuracies.append(res["accuracy"])
     return accuracies

@@ -43,9 +43,12 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def plot_learning_curves(history: list[dict], path) -> None:
-    """Two panels against ``epoch``: ``train_loss``; ``val_accuracy`` (and ``train_accuracy``
-    if present).  Entries missing a key (or holding ``None``) are skipped for that curve."""
+def plot_learning_curves(history: list[dict], path):
+    """Two panels against ``epoch`` (integer ticks): loss (``train_loss``, ``val_loss``) and accuracy
+    (``train_accuracy``, ``val_accuracy``). Entries missing a key (or holding ``None``) are skipped for that
+    curve; a single epoch is drawn as labelled points on an axis of epochs 0 to 2. Returns the figure."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _new_figure(9.0, 3.5)
     ax_loss, ax_acc = fig.subplots(1, 2)
 
@@ -53,22 +56,27 @@ def plot_learning_curves(history: list[dict], path) -> None:
         pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None and "epoch" in h]
         return ([p[0] for p in pts], [float(p[1]) for p in pts]) if pts else None
 
-    loss = series("train_loss")
-    if loss:
-        ax_loss.plot(*loss, marker="o", ms=3, label="train")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
-    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation")):
-        s = series(key)
-        if s:
-            ax_acc.plot(*s, marker="o", ms=3, label=label)
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    epochs = sorted({h["epoch"] for h in history if "epoch" in h})
+    for ax, keys, title in ((ax_loss, ("train_loss", "val_loss"), "loss"),
+                            (ax_acc, ("train_accuracy", "val_accuracy"), "accuracy")):
+        for key in keys:
+            s = series(key)
+            if s:
+                label = "train" if key.startswith("train") else "validation"
+                ax.plot(*s, marker="o", ms=3 if len(s[0]) > 1 else 6, label=label)
+                if len(s[0]) == 1:  # one point: say its value
+                    ax.annotate(f"{s[1][0]:.3g}", (s[0][0], s[1][0]), textcoords="offset points", xytext=(6, 4))
+        ax.set(xlabel="epoch", ylabel=title, title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     if not history:
         ax_loss.text(0.5, 0.5, "no history", ha="center", va="center", transform=ax_loss.transAxes)
     _save_atomic(fig, path)
+    return fig
 
 
 def plot_raster(layers: dict[str, Any], dt: float, path, title: str = "") -> None:
@@ -101,11 +109,10 @@ def plot_raster(layers: dict[str, Any], dt: float, path, title: str = "") -> Non
     _save_atomic(fig, path)
 
 
-def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path) -> None:
-    """One histogram of the learned delays (ms) per layer, on ``[0, delay_max]``.
-
-    With an empty dict, writes a figure that says "no learnable delays".
-    """
+def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path):
+    """One histogram of the learned delays (ms) per layer, on ``[0, delay_max]`` (a dashed line marks
+    ``delay_max``, the largest delay allowed). With an empty dict, writes a figure that says "no learnable
+    delays". Returns the figure."""
     names = list(delays)
     n = max(1, len(names))
     fig = _new_figure(min(4.0 * n, 16.0), 3.2)
@@ -121,12 +128,13 @@ def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path) -> None
         hi_r = max(hi, float(d.max())) if d.size else hi  # never drop out-of-range delays
         ax.hist(d, bins=min(50, max(10, int(np.sqrt(d.size)))), range=(lo_r, hi_r),
                 color="tab:blue", edgecolor="white")
-        ax.axvline(hi, color="gray", lw=1, ls="--")
+        ax.axvline(hi, color="gray", lw=1, ls="--", label=f"delay_max {hi:g} ms")
         ax.set(xlabel="delay (ms)", ylabel="count", title=f"{name} (n={d.size})")
         if d.size:
             ax.axvline(float(d.mean()), color="tab:red", lw=1, label=f"mean {d.mean():.2f} ms")
-            ax.legend(fontsize=8)
+        ax.legend(fontsize=8)
     _save_atomic(fig, path)
+    return fig
 
 
 def plot_perturbation(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, path,

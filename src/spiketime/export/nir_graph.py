@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ import numpy as np
 import torch
 
 from spiketime.config import ConfigError, ModelConfig
+from spiketime.rundir import atomic_path
 
 DT_UNIT = 1e-3  # NIR times are in seconds, ours in ms
 
@@ -134,14 +133,8 @@ def write_nir(model: torch.nn.Module, path: str | Path, dt: float | None = None,
         raise ConfigError(f"{path}: is a directory, expected a file name such as model.nir")
     graph = to_nir(model, dt, config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), graph)
     return path
 
 

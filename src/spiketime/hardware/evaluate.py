@@ -19,6 +19,7 @@ from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import footprint_bytes, network_synops, zero_and_total
 from spiketime.hardware.quant import quantize, weight_scale
 from spiketime.learning.losses import class_scores
+from spiketime.progress import n_batches, progress_bar
 
 
 def hard_spikes(model: torch.nn.Module) -> torch.nn.Module:
@@ -48,12 +49,12 @@ def quantized_weights_model(model: torch.nn.Module, spec: HardwareSpec) -> torch
 
 @torch.no_grad()
 def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: HardwareSpec, batch_size: int = 256,
-                      integer: bool = False) -> dict[str, Any]:
+                      integer: bool = False, progress: bool = False, desc: str = "deployed") -> dict[str, Any]:
     """Accuracy of the deployed model on ``data`` (a split with ``x`` [N, T, C], ``y``) and its costs per sample:
     ``test_accuracy``, ``synops_per_sample``, ``activation_sparsity``, ``footprint_bytes``,
     ``hidden_spikes_per_sample``, and for fixed point the fraction of current/membrane updates that saturated.
     ``integer``: run the fixed-point model in the int64 simulator instead of its batched float64 twin (slower,
-    the same spikes)."""
+    the same spikes). ``progress``: a bar ``desc`` over the batches on stderr, gone when done."""
     check_lif_model(model)
     model.eval()
     if integer and spec.membrane_bits is None:
@@ -68,7 +69,8 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
         weights = [lay.q for lay in layers]
         recurrent = [lay.q_rec for lay in layers[:-1]]
     correct, ops, zeros, total, spikes, saturated, updates = 0, 0, 0, 0, 0.0, 0, 0
-    for start in range(0, len(data), batch_size):
+    for start in progress_bar(progress, desc, n_batches(len(data), batch_size), "batch", leave=False,
+                              iterable=range(0, len(data), batch_size)):
         xb = data.x[start:start + batch_size].to(torch.float32).transpose(0, 1).contiguous()  # [T, B, C]
         y = data.y[start:start + batch_size]
         if layers is None:
@@ -101,14 +103,17 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
     return res
 
 
-def float_costs(model: torch.nn.Module, data: Any, batch_size: int = 256) -> dict[str, float]:
-    """SynOps per sample and activation sparsity of the float hard-spike ``model`` (no quantisation)."""
+def float_costs(model: torch.nn.Module, data: Any, batch_size: int = 256, progress: bool = False,
+                desc: str = "float costs") -> dict[str, float]:
+    """SynOps per sample and activation sparsity of the float hard-spike ``model`` (no quantisation);
+    ``progress``: a bar ``desc`` over the batches on stderr, gone when done."""
     model.eval()
     weights = [p.effective_weight for p in model.projections]
     recurrent = [r.effective_weight for r in model.recurrents]
     ops, zeros, total = 0, 0, 0
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
+        for start in progress_bar(progress, desc, n_batches(len(data), batch_size), "batch", leave=False,
+                                  iterable=range(0, len(data), batch_size)):
             xb = data.x[start:start + batch_size].to(torch.float32).transpose(0, 1).contiguous()
             _, _, outputs = model.run(xb)
             ops += network_synops(xb, outputs[:-1], weights, recurrent)

@@ -45,14 +45,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def build(compiler: str | None = None) -> Path:
-    """Compile the kernel sources (if not cached) and return the path of the shared library."""
+def _compiler(compiler: str | None = None) -> str:
     cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise RuntimeError("no C compiler found (set CC or install gcc)")
+    return cc
+
+
+def library_path(compiler: str | None = None) -> Path:
+    """Where the library of these sources, this compiler command and this CPU is cached (built or not)."""
+    cc = _compiler(compiler)
     src = b"".join(path.read_bytes() for path in SOURCES)
     key = hashlib.sha256(src + " ".join([cc, *FLAGS, _cpu_model(), platform.machine()]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"spiketime-{key}.so"
+    return cache_dir() / f"spiketime-{key}.so"
+
+
+def build(compiler: str | None = None) -> Path:
+    """Compile the kernel sources (if not cached) and return the path of the shared library."""
+    cc = _compiler(compiler)
+    out = library_path(cc)
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +91,21 @@ def library() -> ctypes.CDLL | None:
         warnings.warn(f"spiketime: compiled CPU kernels unavailable ({e}); using the slower PyTorch paths",
                       RuntimeWarning, stacklevel=2)
         return None
+
+
+def prepare(progress: bool = False) -> None:
+    """Load the kernels now (not inside the first training batch), compiling them on first use on this machine;
+    ``progress``: say so on stderr when they are compiled."""
+    from spiketime.progress import status
+
+    if os.environ.get("SPIKETIME_CPU_KERNEL", "1") == "0" or library.cache_info().currsize:
+        return
+    try:
+        built = library_path().is_file()
+    except RuntimeError:  # no compiler: library() warns
+        built = True
+    status(progress and not built, "compiling the CPU kernels (once per machine and version, a few seconds)")
+    library()
 
 
 def _ptr(t: Tensor | None) -> ctypes.c_void_p:

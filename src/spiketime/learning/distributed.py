@@ -76,6 +76,25 @@ def env_world(device: str = "cpu") -> World:
     return World(size=size, rank=rank, local_rank=local_rank, device=device)
 
 
+def check_device(device: str, key: str = "train.device") -> None:
+    """A one-line :class:`ConfigError` naming ``key`` unless ``device`` is ``cpu``, or ``cuda`` / ``cuda:N`` that
+    this torch build and machine have."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{key}: expected cpu, cuda or cuda:N, got {device!r}")
+    if dev.type == "cpu":
+        return
+    if not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ConfigError(f"{key}: {device!r} requested, but {why} (torch {torch.__version__}); use {key}=cpu")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{key}: {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+
+
 def backend_for(device: str) -> str:
     """``nccl`` for CUDA devices, ``gloo`` otherwise."""
     return "nccl" if torch.device(device).type == "cuda" else "gloo"

@@ -26,19 +26,22 @@ from spiketime.config import Config, ConfigError
 from spiketime.learning.losses import spike_rate
 from spiketime.learning.online import check_update_every, optimizer_step
 from spiketime.learning.sam import perturbed
+from spiketime.progress import EpochMonitor, n_batches
 
 __all__ = ["gamma_online_gradients", "run_sequence", "train_epoch"]
 
 
 def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0,
                  update_every: int | None = None, optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False) -> tuple[float, int]:
+                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False,
+                 monitor: EpochMonitor | None = None) -> tuple[float, int]:
     """Learn from one batch ``x`` [T, B, N] with class indices ``target`` [B], one step at a time (module
     docstring). Without an ``optimizer`` the gradients add up in ``p.grad`` (the sum over the sequence) and no
     parameter changes. ``sam_rho > 0`` (with an optimizer): at each update the steps since the last one are run
     again from their starting state at the SAM/ASAM-perturbed weights (:mod:`spiketime.learning.sam`), and the
-    optimiser steps with that gradient. Returns (sum over the batch of each sample's loss ``sum_t L_t``, number
-    of updates)."""
+    optimiser steps with that gradient. ``monitor`` (a training epoch's): told every time step, and checks the
+    loss so far before every optimiser step (raises :class:`~spiketime.learning.losses.TrainingDiverged` when it
+    is not finite). Returns (sum over the batch of each sample's loss ``sum_t L_t``, number of updates)."""
     if x.dim() != 3:
         raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
     check_update_every(update_every)
@@ -62,7 +65,11 @@ def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float
         loss, state = step(t, state)
         total += loss.to(torch.float64)
         since += 1
+        if monitor is not None:
+            monitor.step(t + 1, T)
         if optimizer is not None and ((update_every is not None and since == update_every) or t == T - 1):
+            if monitor is not None:
+                monitor.check(total)
             if sam_rho > 0:
                 with perturbed(model, sam_rho, sam_adaptive):
                     rerun = start
@@ -86,9 +93,11 @@ def gamma_online_gradients(model: nn.Module, x: Tensor, target: Tensor, gain_wei
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
-                device: str | None = None) -> float:
+                device: str | None = None, progress: bool = False) -> float:
     """One epoch of ``gamma_online`` (same batch order as BPTT's epoch); returns the mean training loss
-    (``per_step`` cross-entropy plus the gain term)."""
+    (``per_step`` cross-entropy plus the gain term). ``progress``: a bar over the batches (and the time steps of
+    each) on stderr; a nan/inf loss raises :class:`~spiketime.learning.losses.TrainingDiverged` before the
+    optimiser steps with it."""
     from spiketime.learning.trainer import batches, epoch_generator, epoch_mean_loss, time_major
 
     t = cfg.train
@@ -97,8 +106,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Co
     device = device or t.device
     model.train()
     total = 0.0
-    for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
+    monitor = EpochMonitor(progress, epoch + 1, n_batches(len(data), t.batch_size))
+    for idx in monitor.over(batches(len(data), t.batch_size, epoch_generator(t.seed, epoch))):
         x, y = time_major(data.x[idx], device), data.y[idx].to(device)
-        total += run_sequence(model, x, y, t.gain_weight, t.update_every, opt, t.grad_clip, t.sam_rho,
-                              t.sam_adaptive)[0]
+        loss_sum = run_sequence(model, x, y, t.gain_weight, t.update_every, opt, t.grad_clip, t.sam_rho,
+                                t.sam_adaptive, monitor)[0]
+        total += loss_sum
+        monitor.done(loss_sum, len(idx))
     return epoch_mean_loss(total, len(data), epoch)

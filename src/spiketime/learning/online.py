@@ -58,6 +58,7 @@ from spiketime.functional.lif import LIFState, decay, lif_init, lif_step
 from spiketime.kernels.sparse import linear
 from spiketime.learning.sam import perturbed
 from spiketime.nn.layers import LI, LIF
+from spiketime.progress import EpochMonitor, n_batches
 
 FEEDBACKS = ("symmetric", "random")
 _SMALL = 1 << 20  # traces up to this many elements are contracted with the learning signal by a broadcast product
@@ -548,11 +549,14 @@ class OnlineLearner:
             callback(self)
 
     def run(self, x: Tensor, target: Tensor, record: bool = False,
-            callback: Callable[[OnlineLearner], None] | None = None) -> OnlineResult:
+            callback: Callable[[OnlineLearner], None] | None = None,
+            monitor: EpochMonitor | None = None) -> OnlineResult:
         """Learn from one batch ``x`` [T, B, N_in] with class indices ``target`` [B], step by step.
 
         ``callback(learner)`` is called after every update. The state (traces, buffers) is kept until the next
-        run or :meth:`release`, so that :meth:`state_bytes` can be read."""
+        run or :meth:`release`, so that :meth:`state_bytes` can be read. ``monitor`` (a training epoch's):
+        told every time step, and checks the loss so far before every optimiser step (raises
+        :class:`~spiketime.learning.losses.TrainingDiverged` when it is not finite)."""
         if x.dim() != 3:
             raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
         x = x.to(device=self.device, dtype=self.dtype)
@@ -577,7 +581,11 @@ class OnlineLearner:
                         lst.append(st)
                     ys.append(y)
                 since += 1
+                if monitor is not None:
+                    monitor.step(t + 1, T)
                 if (self.update_every is not None and since == self.update_every) or t == T - 1:
+                    if monitor is not None and self.optimizer is not None:
+                        monitor.check(loss)
                     rerun = (start, x[t + 1 - since:t + 1], target, onehot, norm) if sam else None
                     self._update(callback, rerun)
                     since = 0
@@ -600,8 +608,10 @@ def online_gradients(model: nn.Module, x: Tensor, target: Tensor, feedback: str 
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
-                device: str | None = None) -> float:
-    """One epoch of online learning (same batch order as BPTT's epoch); returns the mean ``per_step`` loss."""
+                device: str | None = None, progress: bool = False) -> float:
+    """One epoch of online learning (same batch order as BPTT's epoch); returns the mean ``per_step`` loss.
+    ``progress``: a bar over the batches (and the time steps of each) on stderr; a nan/inf loss raises
+    :class:`~spiketime.learning.losses.TrainingDiverged` before the optimiser steps with it."""
     from spiketime.learning.trainer import batches, epoch_generator, epoch_mean_loss, time_major
 
     t = cfg.train
@@ -610,8 +620,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Co
     learner = OnlineLearner(model, feedback=t.feedback, update_every=t.update_every, seed=t.seed, optimizer=opt,
                             grad_clip=t.grad_clip, sam_rho=t.sam_rho, sam_adaptive=t.sam_adaptive)
     total = 0.0
-    for idx in batches(len(data), t.batch_size, epoch_generator(t.seed, epoch)):
+    monitor = EpochMonitor(progress, epoch + 1, n_batches(len(data), t.batch_size))
+    for idx in monitor.over(batches(len(data), t.batch_size, epoch_generator(t.seed, epoch))):
         x, y = time_major(data.x[idx], device), data.y[idx].to(device)
-        total += learner.run(x, y).loss_sum
+        loss_sum = learner.run(x, y, monitor=monitor).loss_sum
+        total += loss_sum
+        monitor.done(loss_sum, len(idx))
     learner.release()
     return epoch_mean_loss(total, len(data), epoch)
