@@ -101,3 +101,19 @@ def test_the_error_pickles_with_its_attributes():
     err = pickle.loads(pickle.dumps(TrainingDiverged(math.inf, 2, 3, 10)))
     assert (err.value, err.epoch, err.batch, err.batches) == (math.inf, 2, 3, 10)
     assert str(err) == "training loss became inf in epoch 2, batch 3 of 10; lower train.lr"
+
+
+def test_the_cli_says_where_the_last_good_epoch_is(tmp_path, monkeypatch, capsys):
+    """``spiketime train`` turns the divergence into one line (exit 1) that names the batch and the checkpoint of
+    the last finished epoch; metrics.json is not written."""
+    from spiketime.cli.main import main
+
+    _poison(monkeypatch, epoch=2, batch=3)
+    out = tmp_path / "run"
+    sets = [a for s in TINY for a in ("--set", s)]
+    assert main(["train", "--out", str(out), *sets]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("spiketime: error: training loss became nan in epoch 2, batch 3 of 4")
+    assert f"the last good epoch (1) is in {out / 'checkpoint.pt'}" in err[0]
+    assert not (out / "metrics.json").exists() and (out / "best.pt").is_file()
