@@ -51,3 +51,25 @@ def test_plot_delay_histogram(tmp_path):
     # overwriting an existing file works (os.replace) and still gives a PNG
     plot_delay_histogram({"fc1": torch.zeros(3)}, delay_max=10.0, path=out)
     assert_png(out)
+
+
+def test_learning_curves_show_validation_loss_and_one_epoch_on_an_epoch_axis(tmp_path):
+    fig = plot_learning_curves([{"epoch": 1, "train_loss": 1.2, "val_loss": 1.3, "val_accuracy": 0.4}],
+                               tmp_path / "one.png")
+    ax_loss, ax_acc = fig.axes
+    assert [line.get_label() for line in ax_loss.get_lines()] == ["train", "validation"]
+    assert [list(line.get_ydata()) for line in ax_loss.get_lines()] == [[1.2], [1.3]]
+    for ax in (ax_loss, ax_acc):
+        assert ax.get_xlim() == (0.0, 2.0)  # one epoch on a meaningful axis, not a dot at 1 +- 0.05
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert "1.3" in [t.get_text() for t in ax_loss.texts]  # the lone point says its value
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.1 * e} for e in range(1, 8)]
+    fig = plot_learning_curves(history, tmp_path / "many.png")
+    assert [list(line.get_ydata()) for line in fig.axes[0].get_lines()][1] == [1.1 / e for e in range(1, 8)]
+    assert_png(tmp_path / "many.png")
+
+
+def test_delay_histogram_labels_the_delay_max_line(tmp_path):
+    fig = plot_delay_histogram({"hidden 1": torch.rand(50) * 10}, 30.0, tmp_path / "d.png")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "delay_max 30 ms" in labels and any(s.startswith("mean ") for s in labels)
