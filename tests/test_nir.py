@@ -181,3 +181,39 @@ def test_spikingjelly_loads_our_graph_and_gives_the_same_spikes():
     o = o[0] if isinstance(o, tuple) else o
     assert y.sum() > 20
     assert torch.equal(o.detach(), y)
+
+
+def _lif_chain(v_reset: np.ndarray, v_threshold: float = 1.0) -> "nir.NIRGraph":
+    """Input -> Linear(1x1, weight 1) -> LIF (tau 10 ms, r 1) -> Linear -> LI -> Output."""
+    one = np.ones(1)
+    return nir.NIRGraph(
+        nodes={"in": nir.Input(input_type={"input": np.array([1])}), "w1": nir.Linear(weight=np.ones((1, 1))),
+               "lif": nir.LIF(tau=0.01 * one, r=one, v_leak=0 * one, v_threshold=v_threshold * one,
+                              v_reset=v_reset),
+               "w2": nir.Linear(weight=np.ones((1, 1))), "li": nir.LI(tau=0.01 * one, r=one, v_leak=0 * one),
+               "out": nir.Output(output_type={"output": np.array([1])})},
+        edges=[("in", "w1"), ("w1", "lif"), ("lif", "w2"), ("w2", "li"), ("li", "out")])
+
+
+def test_a_nonzero_v_reset_is_refused_not_imported_as_zero():
+    """NIR semantics (reset to v_reset = -5) and spiketime's reset to zero give different spike trains on the same
+    drive (2 against 5 spikes here), so such a graph is refused with one line instead of imported silently."""
+    dt = 1.0
+    drive = torch.full((60, 1, 1), 1.5)
+    beta = 1 - dt * 1e-3 / 0.01
+
+    def nir_lif_spikes(v_reset: float) -> int:  # forward Euler of NIR's LIF at dt: v += dt/tau (-v + I)
+        v, n = 0.0, 0
+        for i in drive[:, 0, 0].tolist():
+            v = beta * v + (1 - beta) * i
+            if v > 1.0:
+                v, n = v_reset, n + 1
+        return n
+
+    imported = from_nir(_lif_chain(np.zeros(1)), dt)
+    _, _, outputs = imported.run(drive)
+    assert int(outputs[0].sum()) == nir_lif_spikes(0.0)  # v_reset 0: spiketime's reset zero is NIR's reset
+    assert (nir_lif_spikes(-5.0), nir_lif_spikes(0.0)) == (2, 5)  # importing a reset to -5 as 0 would be wrong
+    with pytest.raises(ConfigError) as e:
+        from_nir(_lif_chain(np.full(1, -5.0)), dt)
+    one_line(e, "'lif'", "v_reset [-5.0]", "cannot be imported exactly")

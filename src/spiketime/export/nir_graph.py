@@ -24,7 +24,8 @@ projection; recurrent weights are a ``Linear`` node in a cycle from a layer's LI
 
 What NIR cannot express goes into metadata, so that a spiketime graph comes back identical: the graph's
 ``metadata["spiketime"]`` (``dt`` in ms, the model config as JSON) and each neuron node's ``metadata["reset"]``
-(``subtract`` | ``zero``). A graph without it (from another tool) imports with ``reset: zero`` (NIR's ``v_reset``),
+(``subtract`` | ``zero``). A graph without it (from another tool) imports with ``reset: zero`` (NIR's ``v_reset`` 0; a
+nonzero ``v_reset`` is refused, as spiketime has no reset to another value),
 ``delay_mode: interp`` and ``delay_max`` the largest delay. Synaptic (per-connection) delays have no NIR node
 and raise an error.
 """
@@ -177,6 +178,11 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
             layers.append({"fc": node, "delay": delay})
             delay = None
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.LI)):
+            v_reset = np.asarray(getattr(node, "v_reset", None) if getattr(node, "v_reset", None) is not None else 0.0)
+            if np.any(v_reset != 0):
+                raise ConfigError(f"NIR graph: node {cur!r} resets to v_reset {np.unique(v_reset)[:3].tolist()}; "
+                                  "spiketime neurons reset to 0 (reset zero) or subtract the threshold, so a nonzero "
+                                  "v_reset cannot be imported exactly")
             if not layers or "neuron" in layers[-1]:
                 raise ConfigError(f"NIR graph: neuron node {cur!r} is not preceded by an Affine/Linear node")
             layers[-1]["neuron"] = node
