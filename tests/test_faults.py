@@ -371,7 +371,9 @@ def test_disk_full_while_writing_a_checkpoint_is_one_line_exit_2(tmp_path, tiny_
     monkeypatch.setattr(trainer, "torch_save_atomic", full)
     code, _, err = _cli(["train", "--out", tmp_path / "r", *tiny_sets], capsys)
     assert code == 2
-    _one_line(err, "best.pt: No space left on device", "error.txt")
+    line = _one_line(err, "best.pt: No space left on device", "error.txt")
+    log = Path(line.split("traceback in ")[1].rstrip(")"))
+    assert log == tmp_path / "r" / "error.txt" and "No space left on device" in log.read_text()  # it exists
 
 
 def test_bad_input_after_the_folder_was_made_leaves_no_directory(tmp_path, tiny_sets, capsys, monkeypatch):

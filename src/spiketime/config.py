@@ -22,6 +22,11 @@ class ConfigError(ValueError):
     """A bad configuration value, file or key (message: one line)."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message ("" for none): what a one-line error report shows of it."""
+    return (str(error).strip().splitlines() or [""])[0]
+
+
 class _NotFinite(ConfigError):
     """A float key given inf or nan (reported as such, also inside ``float | None``)."""
 

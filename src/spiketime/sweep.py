@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from spiketime.config import Config, ConfigError, apply, from_dict, validate
+from spiketime.config import Config, ConfigError, apply, first_line, from_dict, validate
 from spiketime.progress import progress_bar
 from spiketime.rundir import ERROR_FILE, atomic_write_text, check_out_dir
 
@@ -281,7 +281,7 @@ def _fail(run: dict[str, Any], error: BaseException, out: Path) -> None:
     else:
         detail = "".join(traceback.format_exception(error))
     atomic_write_text(run_dir / ERROR_FILE, detail)
-    first = (str(cause).strip().splitlines() or [""])[0]
+    first = first_line(cause)
     if isinstance(cause, ConfigError):
         raise ConfigError(f"sweep run {run['name']}: {first}") from None
     raise RunFailed(f"sweep run {run['name']} failed: {type(cause).__name__}"

@@ -19,9 +19,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from spiketime.config import ConfigError
+from spiketime.config import ConfigError, first_line
 from spiketime.evaluate.levels import PERTURBATIONS
-from spiketime.rundir import ERROR_FILE, check_new_run, check_out_dir, check_out_file, clear_run
+from spiketime.rundir import ERROR_FILE, check_out_dir, check_out_file, clear_run
 
 BENCH_HELP = "time one training step of 700-256-256-20 against snnTorch, SpikingJelly, Norse"
 EPILOG_SET = "--set takes section.key=value, e.g. --set model.delays=synaptic --set model.hidden=[64,64]"
@@ -90,7 +90,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="OUT", default=None, help="continue the interrupted run in this directory")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out that holds a run (its run files are removed first)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(p)
 
     p = sub.add_parser("eval", help="evaluate checkpoints on the test split (or --data), optionally perturbed",
                        formatter_class=_fmt(), epilog=EPILOG_SET + ". Perturbation levels: jitter and neuron_jitter "
@@ -226,21 +226,20 @@ def _out(arg: str | None, name: str) -> Path:
     return Path(arg) if arg else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
 
 
-def _claim_out(args: argparse.Namespace, out: Path, what: str = "results") -> Path:
+def _claim_out(args: argparse.Namespace, out: Path) -> Path:
     """Check the output folder ``out`` of a command before its work: writable, and not holding earlier
     results unless ``--overwrite``. Record it as the command's folder for error logs (``args.out_dir``) and
     whether it existed before (a folder this command made is removed again when the command fails on bad
     input)."""
     check_out_dir(out)
     if not getattr(args, "overwrite", False) and (out / "metrics.json").exists():
-        raise ConfigError(f"{out} holds {what} (metrics.json): choose another --out, or --overwrite")
+        raise ConfigError(f"{out} holds results (metrics.json): choose another --out, or --overwrite")
     args.out_dir, args.out_existed = out, out.exists()
     return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from spiketime import config
-    from spiketime.learning.distributed import check_device
     from spiketime.learning.losses import TrainingDiverged
     from spiketime.learning.trainer import CHECKPOINT, fit
 
@@ -259,12 +258,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = config.load(args.config, args.overrides)
         out = _out(args.out, cfg.name)
-    check_device(cfg.train.device)
     if os.environ.get("RANK", "0") in ("", "0"):  # rank 0 owns the folder (under torchrun the others only read)
         check_out_dir(out, "--resume" if args.resume else "--out")
-        if not args.resume:
-            check_new_run(out, args.overwrite)
         args.out_dir, args.out_existed = out, out.exists()
+    # fit checks the device and refuses a folder that holds a run (unless --overwrite) before any work
     if args.quiet:
         cfg.train.progress = False
     try:
@@ -592,9 +589,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from spiketime.bench import BenchArgs, device_info, format_table, parse_peers, parse_T, run_bench
     from spiketime.rundir import write_json
 
-    T_list, peers = parse_T(args.T), parse_peers(args.peers)
     from spiketime.learning.distributed import check_device
 
+    T_list, peers = parse_T(args.T), parse_peers(args.peers)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     check_device(device, "--device")
     batch = args.batch if args.batch is not None else (256 if device == "cuda" else 32)
@@ -676,10 +673,6 @@ def _drop_new_out(args: argparse.Namespace) -> None:
         pass
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [""])[0]
-
-
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "baseline": cmd_baseline, "sweep": cmd_sweep, "data": cmd_data,
             "bench": cmd_bench, "export": cmd_export}
 
@@ -698,10 +691,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spiketime: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # the operating system's faults: a full disk, a folder that cannot be written
-        log = _log_traceback(args, e)
-        _drop_new_out(args)
+        log = _log_traceback(args, e)  # into OUT, which is kept for it (as for the unexpected, below)
         what = f"{e.filename}: " if e.filename else ""
-        print(f"spiketime: error: {what}{e.strerror or _first_line(e) or type(e).__name__}"
+        print(f"spiketime: error: {what}{e.strerror or first_line(e) or type(e).__name__}"
               f"{f' (traceback in {log})' if log else ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -711,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug or an unforeseen fault: one line here, the whole traceback in the log
         log = _log_traceback(args, e)
-        first = _first_line(e)
+        first = first_line(e)
         print(f"spiketime: error: {type(e).__name__}{': ' + first if first else ''}"
               f"{f' (traceback in {log})' if log else ''}", file=sys.stderr)
         return 1

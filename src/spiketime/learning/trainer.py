@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from spiketime.config import Config, ConfigError, from_dict, validate
+from spiketime.config import Config, ConfigError, first_line, from_dict, validate
 from spiketime.data.datasets import Split, Splits, load_splits
 from spiketime.data.event_sets import frame_shape
 from spiketime.learning.distributed import World, all_sum, broadcast, check_device, rank_slice, session, wrap
@@ -284,8 +284,7 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], source: str)
     try:
         model.load_state_dict(state)
     except (RuntimeError, ValueError, TypeError) as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise ConfigError(f"{source}: does not fit the model ({first})") from None
+        raise ConfigError(f"{source}: does not fit the model ({first_line(e)})") from None
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any], sections: tuple[str, ...] = ("model", "data")) -> list[str]:
@@ -388,7 +387,7 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
             opt.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, RuntimeError) as e:
             raise ConfigError(f"{out / CHECKPOINT}: its optimiser state does not fit the model "
-                              f"({(str(e).splitlines() or [''])[0]})") from None
+                              f"({first_line(e)})") from None
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
         if scaler.is_enabled() and ckpt.get("scaler"):
