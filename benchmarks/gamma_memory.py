@@ -3,7 +3,7 @@
     python benchmarks/gamma_memory.py --T 250,500,1000,2000,3000 --out docs/gamma_memory.csv
 
 Memory is what autograd keeps for the backward pass, measured exactly with
-:func:`spiketime.bench.saved_tensor_bytes` (distinct storages saved for backward, parameters left out):
+:func:`spiketime.app.bench.saved_tensor_bytes` (distinct storages saved for backward, parameters left out):
 
 * BPTT: one forward pass over all ``T`` steps, the ``per_step`` loss and its backward pass.
 * online: one step's graph (:func:`spiketime.learning.gamma_online.run_sequence` on one step; the graph of every
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from spiketime.bench import saved_tensor_bytes
+from spiketime.app.bench import saved_tensor_bytes
 from spiketime.learning.gamma_online import run_sequence
 from spiketime.learning.losses import readout_loss
 from spiketime.nn.gamma import GammaNetwork

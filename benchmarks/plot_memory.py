@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from spiketime.rundir import atomic_path  # noqa: E402
+from spiketime.files import atomic_path  # noqa: E402
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 def sweep_metrics(sweep: str) -> dict[tuple[str, str], list[dict]]:
     """metrics.json of every finished run of ``experiments/<sweep>.yaml``, by (grid row, method), in sweep order."""
-    from spiketime.sweep import expand, load_sweep
+    from spiketime.app.sweep import expand, load_sweep
 
     out: dict[tuple[str, str], list[dict]] = {}
     for run in expand(load_sweep(Path("experiments") / f"{sweep}.yaml")):

@@ -48,7 +48,7 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 def finished_runs(sweep: str) -> list[dict]:
     """(row, method, seed, run directory, training metrics) of every finished run, in sweep order."""
-    from spiketime.sweep import expand, load_sweep
+    from spiketime.app.sweep import expand, load_sweep
 
     out = []
     for run in expand(load_sweep(Path("experiments") / f"{sweep}.yaml")):

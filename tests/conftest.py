@@ -34,7 +34,7 @@ def interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     ``monkeypatch.undo()``)."""
     from pathlib import Path
 
-    from spiketime.learning import trainer
+    from spiketime.app import fit as trainer
 
     save = trainer.torch_save_atomic
 

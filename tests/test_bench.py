@@ -7,21 +7,8 @@ import sys
 import pytest
 import torch
 
-from spiketime.bench import (
-    FLOOR,
-    LEARNERS,
-    SPIKETIME,
-    NorseModel,
-    SnnTorchModel,
-    SpikingJellyModel,
-    _decays,
-    build_spiketime,
-    format_table,
-    make_inputs,
-    run_bench,
-    saved_tensor_bytes,
-)
-from spiketime.cli.main import build_parser, main
+from spiketime.app.bench import (FLOOR, LEARNERS, SPIKETIME, NorseModel, SnnTorchModel, SpikingJellyModel, _decays, build_spiketime, format_table, make_inputs, run_bench, saved_tensor_bytes)
+from spiketime.app.cli.main import build_parser, main
 
 TINY = dict(batch=2, hidden=(8, 8), repeats=1, warmup=0)
 
@@ -174,7 +161,7 @@ def test_spikingjelly_implementation_binding_is_restored():
     pytest.importorskip("spikingjelly.activation_based.neuron")
     from spikingjelly._ops import lif as sj_lif
 
-    from spiketime.bench import Skip, _sj_implementation
+    from spiketime.app.bench import Skip, _sj_implementation
 
     before = sj_lif._selection._requested
     with pytest.raises(Skip, match="not torch"):  # on CPU it binds its Torch reference, not the CUDA "torch" op
@@ -201,7 +188,7 @@ def test_plot_script_draws_the_json(tmp_path, capsys):
 
 
 def test_out_of_memory_is_a_row_other_spiketime_errors_propagate(monkeypatch):
-    from spiketime.bench import SpiketimeModel
+    from spiketime.app.bench import SpiketimeModel
 
     def oom(self, x):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")

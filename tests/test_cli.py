@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from spiketime.cli.main import main
+from spiketime.app.cli.main import main
 
 ENV = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
 
@@ -51,8 +51,8 @@ def test_train_writes_complete_run_directory(tmp_path, tiny_sets, capsys):
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert code == 0 and ev["test_accuracy"] == m["test_accuracy"]
     # hidden spikes per test sample, counted from the best model's hidden layers
-    from spiketime.data.datasets import make_split
-    from spiketime.learning.trainer import load_checkpoint, model_from_checkpoint
+    from spiketime.app.splits import make_split
+    from spiketime.app.checkpoints import load_checkpoint, model_from_checkpoint
 
     model, rcfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
     test = make_split(rcfg.data, "test")
@@ -112,7 +112,7 @@ def test_resume_after_kill_9_is_exact(tmp_path, tiny_sets):
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    from spiketime import rundir
+    from spiketime import files as rundir
 
     target = tmp_path / "checkpoint.pt"
     rundir.torch_save_atomic({"a": 1}, target)

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from spiketime.config import ConfigError  # noqa: E402
+from spiketime.app.config import ConfigError  # noqa: E402
 from spiketime.data.cochlea import (  # noqa: E402
     Cochlea,
     CochleaConfig,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from spiketime.cli.main import main
+from spiketime.app.cli.main import main
 from spiketime.data.formats import EVENTS_2D, write_nmnist
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from spiketime import config
-from spiketime.config import ConfigError
-from spiketime.learning import trainer
+from spiketime.app import config
+from spiketime.app.config import ConfigError
+from spiketime.app import fit as trainer
 from spiketime.learning.distributed import World, env_world, rank_slice
 from spiketime.learning.losses import readout_loss
 
@@ -94,7 +94,7 @@ def test_env_world(monkeypatch):
     assert env_world("cuda").device == "cuda:1"
     with pytest.raises(ConfigError) as e:
         env_world("cuda:0")
-    one_line(e, "train.device", "LOCAL_RANK")
+    one_line(e, "device: expected cuda", "LOCAL_RANK")
     monkeypatch.setenv("RANK", "x")
     with pytest.raises(ConfigError) as e:
         env_world("cpu")
@@ -144,7 +144,7 @@ def test_spawned_ranks_with_empty_slices_match_one_process(tmp_path):
 # 96 = 40 + 40 + 16 (a short last batch); 4 x 24 (even: the resume test below trains with it too, so slow here)
 @pytest.mark.parametrize("batch_size", [40, pytest.param(24, marks=pytest.mark.slow)])
 def test_torchrun_matches_one_process(tmp_path, batch_size, capsys):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     sets = _sets([*SMALL, f"train.batch_size={batch_size}"])
     assert main(["train", "--out", str(tmp_path / "one"), *sets]) == 0

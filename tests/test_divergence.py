@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY
 
-from spiketime import config
-from spiketime.learning import trainer
-from spiketime.learning.losses import TrainingDiverged
+from spiketime.app import config
+from spiketime.app import fit as trainer
+from spiketime.errors import TrainingDiverged
 
 LEARNERS = {
     "bptt": [],
@@ -78,7 +78,7 @@ def test_a_nan_loss_in_the_first_batch_writes_no_checkpoint(tmp_path, monkeypatc
 def test_a_huge_learning_rate_diverges_in_its_batch():
     """Real divergence (no patching): gamma_online at lr 1e30 without clipping; the error names the batch."""
     cfg = config.load(None, [*TINY, *LEARNERS["gamma_online"], "train.lr=1e30", "train.grad_clip=null"])
-    from spiketime.data.datasets import load_splits
+    from spiketime.app.splits import load_splits
 
     splits = load_splits(cfg.data, progress=False)
     model = trainer.build_model(cfg, splits.channels, splits.num_classes)
@@ -91,7 +91,7 @@ def test_a_huge_learning_rate_diverges_in_its_batch():
 
 
 def test_epoch_mean_loss_is_still_the_last_check():
-    with pytest.raises(TrainingDiverged, match=r"^training loss became inf in epoch 3; lower train.lr$") as e:
+    with pytest.raises(TrainingDiverged, match=r"^training loss became inf in epoch 3; lower the learning rate$") as e:
         trainer.epoch_mean_loss(math.inf, 10, 2)
     assert (e.value.epoch, e.value.batch) == (3, None)
     assert trainer.epoch_mean_loss(5.0, 10, 0) == 0.5
@@ -100,13 +100,13 @@ def test_epoch_mean_loss_is_still_the_last_check():
 def test_the_error_pickles_with_its_attributes():
     err = pickle.loads(pickle.dumps(TrainingDiverged(math.inf, 2, 3, 10)))
     assert (err.value, err.epoch, err.batch, err.batches) == (math.inf, 2, 3, 10)
-    assert str(err) == "training loss became inf in epoch 2, batch 3 of 10; lower train.lr"
+    assert str(err) == "training loss became inf in epoch 2, batch 3 of 10; lower the learning rate"
 
 
 def test_the_cli_says_where_the_last_good_epoch_is(tmp_path, monkeypatch, capsys):
     """``spiketime train`` turns the divergence into one line (exit 1) that names the batch and the checkpoint of
     the last finished epoch; metrics.json is not written."""
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     _poison(monkeypatch, epoch=2, batch=3)
     out = tmp_path / "run"

@@ -1,10 +1,10 @@
-"""docs/config.md is generated from spiketime.config by docs/gen_config_md.py and must be up to date."""
+"""docs/config.md is generated from spiketime.app.config by docs/gen_config_md.py and must be up to date."""
 
 import dataclasses
 import importlib.util
 from pathlib import Path
 
-from spiketime import config
+from spiketime.app import config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spiketime.config import ConfigError
+from spiketime.app.config import ConfigError
 from spiketime.data import event_digits
 from spiketime.data.event_digits import make_event_digits, record_digit, split_images
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from spiketime.cli.main import main
-from spiketime.config import ConfigError, DataConfig
-from spiketime.data.datasets import load_splits, make_split
+from spiketime.app.cli.main import main
+from spiketime.app.config import ConfigError, DataConfig
+from spiketime.app.splits import load_splits, make_split
 from spiketime.data.formats import write_shd
 
 

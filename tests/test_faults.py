@@ -14,9 +14,10 @@ import pytest
 import torch
 import yaml
 
-from spiketime.cli.main import main
-from spiketime.learning import trainer
-from spiketime.rundir import atomic_write_text, check_out_dir, write_json
+from spiketime.app.cli.main import main
+from spiketime.app import fit as trainer
+from spiketime.files import atomic_write_text, write_json
+from spiketime.app.rundir import check_out_dir
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -84,7 +85,7 @@ def test_malicious_checkpoint_is_refused_and_its_payload_never_runs(command, run
 
 
 def test_load_checkpoint_refuses_pickled_objects(tmp_path):
-    from spiketime.config import ConfigError
+    from spiketime.app.config import ConfigError
 
     marker = tmp_path / "ran"
     torch.save({"config": {}, "model": {}, "n_in": 1, "n_out": 2, "x": _Payload(marker)}, tmp_path / "c.pt")
@@ -154,7 +155,7 @@ def test_resume_with_another_model_says_what_differs(run, tmp_path, capsys):
 
 
 def test_state_that_does_not_fit_names_the_tensor(run, tmp_path):
-    from spiketime.config import ConfigError
+    from spiketime.app.config import ConfigError
 
     ckpt = trainer.load_checkpoint(run)
     key = next(k for k in ckpt["model"] if k.endswith("weight"))
@@ -377,7 +378,7 @@ def test_disk_full_while_writing_a_checkpoint_is_one_line_exit_2(tmp_path, tiny_
 
 
 def test_bad_input_after_the_folder_was_made_leaves_no_directory(tmp_path, tiny_sets, capsys, monkeypatch):
-    from spiketime.config import ConfigError
+    from spiketime.app.config import ConfigError
 
     def bad(*a, **k):
         raise ConfigError("data.path: something the data loader found")
@@ -435,7 +436,7 @@ def test_threads_are_set_and_recorded(tmp_path, tiny_sets, capsys):
 
 
 def test_help_is_quick_and_says_each_default_once():
-    code = ("import sys\nfrom spiketime.cli.main import main\n"
+    code = ("import sys\nfrom spiketime.app.cli.main import main\n"
             "for cmd in ([], ['train'], ['eval'], ['baseline'], ['data'], ['data', 'speech-digits'], ['sweep'],"
             " ['export']):\n"
             "    try:\n        main([*cmd, '--help'])\n    except SystemExit:\n        pass\n"

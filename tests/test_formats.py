@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import one_line
-from spiketime.config import ConfigError
+from spiketime.app.config import ConfigError
 from spiketime.data import formats as F
 from spiketime.data.formats import EVENTS_1D, EVENTS_2D, DataFormatError
 

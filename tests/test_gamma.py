@@ -250,7 +250,7 @@ def test_network_shapes_and_step_equals_forward():
     x = 3 * torch.rand(120, 2, 4, generator=g, dtype=D)
     for kw in ({}, {"bucket_weights": "synapse", "normalize_spikes": False}):
         net = _net(**kw)
-        logits, spikes = net(x)
+        logits, _, spikes = net(x, return_spikes=True)
         assert logits.shape == (120, 2, 3) and [s.shape for s in spikes] == [(120, 2, 8), (120, 2, 6)]
         assert spikes[0].sum() > 0
         if kw.get("normalize_spikes", True):

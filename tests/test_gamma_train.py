@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spiketime import config
-from spiketime.config import ConfigError
-from spiketime.learning import trainer
+from spiketime.app import config
+from spiketime.app.config import ConfigError
+from spiketime.app import fit as trainer
 from spiketime.learning.gamma_online import gamma_online_gradients, run_sequence
 from spiketime.learning.losses import readout_loss, spike_rate
 from spiketime.nn.gamma import GammaNetwork
@@ -50,7 +50,7 @@ def _check_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) ->
 def test_online_gradient_equals_bptt_for_one_step(gain_weight):
     model = _net()
     x, y = _batch(T=1)
-    logits, spikes = model(x)
+    logits, _, spikes = model(x, return_spikes=True)
     assert sum(float(s.detach().sum()) for s in spikes) > 0  # spikes in the step: the gain term matters
     want = _grads(model, readout_loss(logits, y, "per_step") + gain_weight * spike_rate(spikes))
     got = gamma_online_gradients(model, x, y, gain_weight)
@@ -69,7 +69,7 @@ def test_online_gradient_is_the_sum_of_one_step_gradients_from_the_detached_stat
         want = g if want is None else {n: want[n] + g[n] for n in g}
     got = gamma_online_gradients(model, x, y, gain_weight=0.3)
     _check_close(got, want)
-    logits, spikes = model(x)  # full BPTT differs: the online rule has no gradient through time
+    logits, _, spikes = model(x, return_spikes=True)  # full BPTT differs: the online rule has no gradient through time
     bptt = _grads(model, readout_loss(logits, y, "per_step") + 0.3 * spike_rate(spikes))
     w = "layers.0.weight"
     assert not torch.allclose(got[w], bptt[w], rtol=1e-3)
@@ -122,7 +122,7 @@ def test_gain_term_is_the_weighted_spike_rate_and_its_gradient_lowers_the_drive(
     the hidden biases (every neuron's drive) down where neurons are active."""
     model = _net()
     x, y = _batch(T=30)
-    logits, spikes = model(x)
+    logits, _, spikes = model(x, return_spikes=True)
     rate = sum(float(s.mean()) for s in spikes)
     assert rate > 0
     base = readout_loss(logits, y, "per_step")
@@ -146,7 +146,7 @@ def _sets(*extra: str) -> list[str]:
                                      ["train.learner=gamma_online", "train.loss=per_step", "train.update_every=10"]],
                          ids=["bptt", "gamma_online"])
 def test_cli_train_and_eval_gamma(tmp_path, learner):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     out = tmp_path / "run"
     assert main(["train", *_sets(*learner, "train.gain_weight=0.1"), "--out", str(out)]) == 0
@@ -194,7 +194,7 @@ def test_gain_weight_lowers_the_spike_count(tmp_path):
 
 
 def test_eval_at_another_dt_rebins_the_data_and_recomputes_the_decays(tmp_path, capsys):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     out = tmp_path / "run"
     assert main(["train", *_sets("train.epochs=1", "data.dt=1.0"), "--out", str(out)]) == 0
@@ -211,7 +211,7 @@ def test_eval_at_another_dt_rebins_the_data_and_recomputes_the_decays(tmp_path, 
     a1, a05 = at1.layers[0].buckets.decays, at05.layers[0].buckets.decays
     torch.testing.assert_close(a05, a1.sqrt())  # exp(-0.5 / tau) = exp(-1 / tau)^(1/2), same learned taus
     torch.testing.assert_close(at05.layers[0].buckets.taus, at1.layers[0].buckets.taus)
-    from spiketime.data.datasets import make_split
+    from spiketime.app.splits import make_split
 
     assert make_split(cfg.data, "test").x.shape[1] == 2 * make_split(cfg1.data, "test").x.shape[1] == 80
     capsys.readouterr()
@@ -294,7 +294,7 @@ def test_conv_gamma_network_from_config():
     assert net.layers[2].n_in == 5 * 5 * 5  # 17 -> 9 -> 5 with kernel 3, stride 2, padding 1
     assert isinstance(net.layers[0], GammaConv2d) and net.layers[0].weight.shape == (4, 2 * 2, 3, 3)
     x = 4 * (torch.rand(12, 2, 2 * 17 * 17, generator=torch.Generator().manual_seed(0), dtype=torch.float64) < 0.3)
-    logits, spikes = net(x.double())
+    logits, _, spikes = net(x.double(), return_spikes=True)
     assert logits.shape == (12, 2, 10) and [s.shape for s in spikes] == [(12, 2, 4 * 81), (12, 2, 125), (12, 2, 7)]
     assert spikes[0].sum() > 0
     state, outs = None, []
@@ -310,7 +310,7 @@ def test_conv_gamma_network_from_config():
 
 
 def test_eval_frames_runs_each_checkpoint_at_each_resolution(tmp_path, capsys):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     out = tmp_path / "run"
     assert main(["train", *_sets("train.epochs=1", "data.dt=1.0"), "--out", str(out)]) == 0
@@ -336,7 +336,7 @@ def test_trained_model_keeps_its_accuracy_at_half_double_and_triple_frames(tmp_p
     """Issue 7's resolution test on the built-in spoken digits: a model trained at 500 frames per second (dt 2 ms)
     and run at 250, 1000 and 1500 frames (dt 4, 1, 2/3 ms; data re-binned, decays recomputed) keeps its test
     accuracy within 2 points. (docs/results.md: the same with 3 seeds of the full experiment.)"""
-    from spiketime.data.datasets import make_split
+    from spiketime.app.splits import make_split
 
     sets = ["data.task=speech_digits", "data.dt=2", "data.duration=1000", "data.channels=140", "model.type=gamma",
             "model.hidden=[64]", "model.bucket_tau=10", "train.loss=per_step", "train.lr=0.005", "train.epochs=1",

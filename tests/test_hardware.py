@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 
-from spiketime.config import ConfigError, ModelConfig
+from spiketime.app.config import ConfigError, ModelConfig
 from spiketime.hardware.evaluate import evaluate_hardware, quantized_weights_model
 from spiketime.hardware.fixed_point import HardwareSpec, hardware_layers, run_fake_quant
 from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import activation_sparsity, footprint_bytes, network_synops, synops
-from spiketime.hardware.quant import fake_quantize, leak_shift, quantize
+from spiketime.functional.quant import fake_quantize, leak_shift, quantize
+from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
 
 from conftest import one_line
@@ -19,7 +20,7 @@ from conftest import one_line
 
 def _net(n_in=20, n_out=4, seed=0, **kw) -> SpikingNetwork:
     cfg = ModelConfig(**{"hidden": [16, 12], "delay_max": 6.0, "weight_scale": 3.0, **kw})
-    return SpikingNetwork(n_in, n_out, cfg, dt=1.0, seed=seed)
+    return lif_network(n_in, n_out, cfg, dt=1.0, seed=seed)
 
 
 def _events(T=40, B=8, n=20, seed=1):
@@ -114,7 +115,7 @@ def test_integer_simulator_rejects_fractional_input():
 def test_too_few_membrane_bits_is_a_one_line_error():
     with pytest.raises(ConfigError) as e:
         hardware_layers(_net(weight_scale=0.05), HardwareSpec(8, True, 6))
-    one_line(e, "--membrane-bits 6")
+    one_line(e, "membrane_bits 6")
 
 
 def test_fine_fixed_point_tracks_the_float_network():
@@ -147,12 +148,53 @@ def test_synops_by_hand():
     w_out = torch.tensor([[0.5, 1.0], [0.0, -1.0]])
     w_rec = torch.tensor([[0.0, 1.0], [0.0, 0.0]])
     assert network_synops(a, hidden, [w, w_out], [w_rec]) == 5 + 2 + 1
+    assert network_synops(a, hidden, [w, w_out], [w_rec], convention="emitted") == 5 + 2 + 1
     assert activation_sparsity(hidden) == 11 / 12
+
+
+def test_synops_conventions_differ_on_the_last_steps_recurrent_spikes():
+    """NeuroBench: a recurrent matrix sees s[t-1] at step t, so the last step's spikes never fan out through it;
+    "emitted" counts them."""
+    x = torch.zeros(3, 1, 1)  # no input events
+    w_in = torch.ones(2, 1)
+    s = torch.zeros(3, 1, 2)
+    s[0, 0, 1] = s[2, 0, 1] = 1  # hidden neuron 1 spikes at t = 0 and at the last step t = 2
+    w_out = torch.tensor([[0.5, 1.0], [0.0, -1.0]])  # neuron 1: 2 readout weights
+    w_rec = torch.tensor([[0.0, 1.0], [0.0, 0.0]])  # neuron 1: 1 recurrent weight
+    assert network_synops(x, [s], [w_in, w_out], [w_rec]) == 2 * 2 + 1  # readout both spikes, recurrent t = 0
+    assert network_synops(x, [s], [w_in, w_out], [w_rec], convention="neurobench") == 5
+    assert network_synops(x, [s], [w_in, w_out], [w_rec], convention="emitted") == 2 * 2 + 2
+    assert network_synops(x, [s], [w_in, w_out], [None]) == network_synops(x, [s], [w_in, w_out], []) == 4
+
+
+def test_synops_conventions_differ_on_delayed_spikes_arriving_after_the_last_step():
+    """NeuroBench: a connection of delay d sees x[t - d], so an event at t costs an accumulate on it only if
+    t + d <= T - 1; "emitted" counts every event once per nonzero outgoing weight."""
+    w = torch.tensor([[1.0, 0.5], [-2.0, 0.0]])  # input 0: 2 outgoing weights, input 1: 1
+    x = torch.zeros(4, 1, 2)  # T = 4
+    x[1:, 0, 0] = 1  # input 0 at t = 1, 2, 3
+    x[3, 0, 1] = 1  # input 1 at t = 3
+    axonal = torch.tensor([2, 0])  # input 0 arrives at 3, 4, 5: only t = 1 in time; input 1 at 3
+    assert synops(x, w, axonal) == 1 * 2 + 1
+    assert network_synops(x, [], [w], [], [axonal]) == 3
+    assert network_synops(x, [], [w], [], [axonal], convention="emitted") == synops(x, w) == 3 * 2 + 1
+    synaptic = torch.tensor([[0, 1], [3, 0]])  # (0,0): 3 in time; (1,0): 4, 5, 6 late; (0,1): 4 late
+    assert synops(x, w, synaptic) == 3
+    assert network_synops(x, [], [w], [], [synaptic], convention="emitted") == 7
+    assert synops(x, w, torch.tensor([0, 0])) == synops(x, w, torch.zeros(2, 2, dtype=torch.int64)) == 7
+    assert synops(x, w, torch.tensor([9, 9])) == 0  # longer than the sequence: nothing arrives
+    # a hidden layer's delays apply to its outgoing projection weights[l + 1]; the readout has none
+    s = x.clone()
+    assert network_synops(x, [s], [w, w], [None], [axonal, axonal]) == 3 + 3
+    with pytest.raises(ValueError, match="convention"):
+        network_synops(x, [], [w], [], convention="spiketime")
+    with pytest.raises(ValueError, match="delays"):
+        synops(x, w, torch.tensor([1, 2, 3]))
 
 
 def test_footprint_by_hand():
     cfg = ModelConfig(hidden=[4], delays="axonal", delay_max=3.0, tau_syn=None)
-    net = SpikingNetwork(5, 3, cfg, dt=1.0)
+    net = lif_network(5, 3, cfg, dt=1.0)
     # float: weights 4*5 + 3*4, delays 5, tau_mem 4, readout tau 3, all float32
     assert footprint_bytes(net) == 4 * (20 + 12 + 5 + 4 + 3)
     # int8 weights, float neurons: weights 32 bytes, delays 5 x 4, scales (4 + 3) x 4, taus (4 + 3) x 4
@@ -185,7 +227,7 @@ def test_evaluate_hardware_counts_and_accuracy_are_consistent():
 
 
 def test_cli_eval_hardware_writes_the_deployment_metrics(tmp_path, tiny_sets, capsys):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.spike=surrogate_forward"]) == 0
@@ -221,7 +263,7 @@ def test_cli_eval_hardware_writes_the_deployment_metrics(tmp_path, tiny_sets, ca
 
 
 def test_cli_eval_hardware_refuses_a_gamma_checkpoint(tmp_path, tiny_sets, capsys):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     run = tmp_path / "gamma"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.type=gamma", "--set", "train.epochs=1"]) == 0
@@ -232,8 +274,8 @@ def test_cli_eval_hardware_refuses_a_gamma_checkpoint(tmp_path, tiny_sets, capsy
 
 
 def test_quantisation_aware_training_uses_quantised_weights(tmp_path, tiny_sets):
-    from spiketime.cli.main import main
-    from spiketime.learning.trainer import load_checkpoint, model_from_checkpoint
+    from spiketime.app.cli.main import main
+    from spiketime.app.checkpoints import load_checkpoint, model_from_checkpoint
 
     run = tmp_path / "qat"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.weight_bits=4",
@@ -245,36 +287,7 @@ def test_quantisation_aware_training_uses_quantised_weights(tmp_path, tiny_sets)
         assert all(len(r.unique()) <= 15 for r in w)
         assert not torch.equal(w, p.weight.detach())  # the stored float weights stay float (STE training)
     with pytest.raises(ConfigError) as e:
-        from spiketime import config
+        from spiketime.app import config
 
         config.load(None, ["model.type=gamma", "model.weight_bits=8"])
     one_line(e, "model.weight_bits")
-
-
-def test_synops_match_neurobench_on_the_same_model():
-    """NeuroBench (optional extra) counts effective accumulates per layer call; summed over the time steps of every
-    projection of the deployed INT4 model they equal our SynOps."""
-    pytest.importorskip("neurobench")
-    from neurobench.metrics.utils.layers import single_layer_MACs
-
-    net = _net(delays="none", recurrent=True, density=0.5)
-    layers = hardware_layers(net, HardwareSpec(4, True, 16))
-    x = (_events() > 0).float()  # binary events: NeuroBench counts spiking inputs as accumulates
-    _, hidden, _ = run_fake_quant(layers, x)
-    ours = network_synops(x, hidden, [lay.q for lay in layers], [lay.q_rec for lay in layers[:-1]])
-
-    def linear(q):
-        lin = torch.nn.Linear(q.shape[1], q.shape[0], bias=False)
-        lin.weight.data = q.float()
-        return lin
-
-    theirs = 0
-    acts = [x, *[h.float() for h in hidden]]
-    for l, lay in enumerate(layers):
-        for t in range(x.shape[0]):
-            ops, spiking = single_layer_MACs(acts[l][t], linear(lay.q))
-            assert spiking or int(acts[l][t].sum()) == 0
-            theirs += ops
-            if lay.q_rec is not None:
-                theirs += single_layer_MACs(acts[l + 1][t], linear(lay.q_rec))[0]
-    assert ours == theirs and ours > 0

@@ -12,7 +12,7 @@ import itertools
 import pytest
 import torch
 
-from spiketime.bench import saved_tensor_bytes
+from spiketime.app.bench import saved_tensor_bytes
 from spiketime.functional.li import LIState, li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence
 from spiketime.kernels import cpu

@@ -3,13 +3,14 @@
 import pytest
 import torch
 
-from spiketime.config import ModelConfig
-from spiketime.nn import LI, LIF, DelayedLinear, SpikingNetwork
+from spiketime.app.config import ModelConfig
+from spiketime.app.factories import lif_network
+from spiketime.nn import LI, LIF, DelayedLinear
 
 
 def _net(delays="axonal", mode="interp", **kw):
     cfg = ModelConfig(hidden=[12, 10], delays=delays, delay_mode=mode, delay_max=6.0, weight_scale=2.0, **kw)
-    return SpikingNetwork(5, 3, cfg, dt=1.0, seed=7).double()
+    return lif_network(5, 3, cfg, dt=1.0, seed=7).double()
 
 
 def _input(T=50, B=4, C=5, seed=0):
@@ -35,7 +36,7 @@ def test_batch_independent_and_deterministic():
     y_single, _ = _net()(x[:, 1:2])
     torch.testing.assert_close(y_single, y[:, 1:2], rtol=1e-12, atol=1e-12)
     assert torch.equal(_net()(x)[0], y)  # same seed -> same model -> same output
-    other = SpikingNetwork(5, 3, ModelConfig(hidden=[12, 10], delay_max=6.0, weight_scale=2.0), 1.0, seed=8).double()
+    other = lif_network(5, 3, ModelConfig(hidden=[12, 10], delay_max=6.0, weight_scale=2.0), 1.0, seed=8).double()
     assert not torch.equal(other(x)[0], y)
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from spiketime.config import ConfigError, ModelConfig
+from spiketime.app.config import ConfigError, ModelConfig
+from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
 
 from conftest import one_line
@@ -27,7 +28,7 @@ CASES = {
 
 def _net(dt=1.0, seed=0, **kw) -> SpikingNetwork:
     cfg = ModelConfig(**{"hidden": [16, 12], "delay_max": 6.0, "weight_scale": 3.0, **kw})
-    net = SpikingNetwork(20, 4, cfg, dt=dt, seed=seed)
+    net = lif_network(20, 4, cfg, dt=dt, seed=seed)
     with torch.no_grad():  # trained-looking: a different time constant per neuron, fractional delays
         g = torch.Generator().manual_seed(seed + 1)
         for n in net.neurons:
@@ -117,8 +118,8 @@ def test_unsupported_models_and_graphs_are_one_line_errors(tmp_path):
 
 
 def test_cli_export_writes_a_graph_that_reads_back_to_the_same_network(tmp_path, tiny_sets, capsys):
-    from spiketime.cli.main import main
-    from spiketime.learning.trainer import load_checkpoint, model_from_checkpoint
+    from spiketime.app.cli.main import main
+    from spiketime.app.checkpoints import load_checkpoint, model_from_checkpoint
 
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "train.epochs=1"]) == 0
@@ -144,7 +145,7 @@ def _peer_model(dt: float) -> SpikingNetwork:
     threshold per layer, a LIF readout (neither reader maps NIR's LI)."""
     cfg = ModelConfig(hidden=[16, 12], delays="none", tau_syn=None, reset="zero", readout="lif", tau_mem=20 * dt,
                       tau_out=15 * dt, weight_scale=3.0)
-    return SpikingNetwork(20, 4, cfg, dt=dt, seed=0)
+    return lif_network(20, 4, cfg, dt=dt, seed=0)
 
 
 def test_snntorch_loads_our_graph_and_gives_the_same_spikes():

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spiketime import config
-from spiketime.config import ConfigError, ModelConfig
-from spiketime.learning import trainer
+from spiketime.app import config
+from spiketime.app.config import ConfigError, ModelConfig
+from spiketime.app import fit as trainer
 from spiketime.learning.distributed import World
 from spiketime.learning.losses import readout_loss
 from spiketime.learning.online import OnlineLearner, mask_columns, online_gradients
+from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
 
 from conftest import TINY, interrupt_after_first_checkpoint, one_line
@@ -24,7 +25,7 @@ N_IN, N_OUT = 5, 3
 def _net(dtype=torch.float64, seed=1, **kw) -> SpikingNetwork:
     cfg = ModelConfig(**{"hidden": [6], "delays": "none", "delay_max": 4.0, "weight_scale": 3.0, "tau_syn": None,
                          **kw})
-    return SpikingNetwork(N_IN, N_OUT, cfg, dt=1.0, seed=seed).to(dtype)
+    return lif_network(N_IN, N_OUT, cfg, dt=1.0, seed=seed).to(dtype)
 
 
 def _batch(T=25, B=4, dtype=torch.float64, seed=2, n_in=N_IN, n_out=N_OUT, p=0.3):
@@ -121,7 +122,7 @@ def test_approximations_point_along_bptt(name):
     readout = f"projections.{len(cfg['hidden'])}.weight"
     cos_all, cos_hidden = [], []
     for seed in range(3):
-        model = SpikingNetwork(8, 4, ModelConfig(**cfg), dt=1.0, seed=seed).double()
+        model = lif_network(8, 4, ModelConfig(**cfg), dt=1.0, seed=seed).double()
         x, y = _batch(T=60, B=8, seed=100 + seed, n_in=8, n_out=4, p=0.2)
         want, got = _bptt(model, x, y), online_gradients(model, x, y, feedback=feedback, seed=seed)
         assert set(want) == set(got)
@@ -213,7 +214,7 @@ def test_sparse_traces_take_memory_in_proportion_to_the_density(delays):
     """80 % sparse: the traces hold only each neuron's k = 8 of 40 connections."""
     sizes = {}
     for density in (1.0, 0.2):
-        model = SpikingNetwork(40, N_OUT, ModelConfig(hidden=[30], delays=delays, delay_max=4.0, density=density,
+        model = lif_network(40, N_OUT, ModelConfig(hidden=[30], delays=delays, delay_max=4.0, density=density,
                                                       recurrent=True), 1.0, seed=0)
         learner = OnlineLearner(model)
         learner.run(*_batch(T=5, B=8, dtype=torch.float32, n_in=40))
@@ -222,7 +223,7 @@ def test_sparse_traces_take_memory_in_proportion_to_the_density(delays):
 
 
 def test_bench_online_memory_is_flat_in_T():
-    from spiketime.bench import LEARNERS, format_table, run_bench
+    from spiketime.app.bench import LEARNERS, format_table, run_bench
 
     assert "online" in LEARNERS
     rows = run_bench([5, 40], batch=2, hidden=(8, 8), repeats=1, warmup=0, peers=["snntorch"], learner="online")
@@ -235,7 +236,7 @@ def test_bench_online_memory_is_flat_in_T():
 
 
 def test_bench_connectivity_builds_a_sparse_network_with_smaller_online_state():
-    from spiketime.bench import run_bench
+    from spiketime.app.bench import run_bench
 
     def state(connectivity):
         rows = run_bench([5], batch=8, n_in=200, hidden=(100,), repeats=1, warmup=0, peers=[], learner="online",
@@ -273,7 +274,7 @@ def test_learner_rejects_a_non_uniform_readout_time_constant():
         model.neurons[-1].log_tau[0] += 0.5
     with pytest.raises(ConfigError) as e:
         OnlineLearner(model)
-    one_line(e, "model.tau_out")
+    one_line(e, "tau_out")
 
 
 def test_online_under_torchrun_is_a_one_line_error(tmp_path):
@@ -288,7 +289,7 @@ def test_online_under_torchrun_is_a_one_line_error(tmp_path):
 
 
 def test_cli_train_online_end_to_end(tmp_path, tiny_sets):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     out = tmp_path / "run"
     code = main(["train", *tiny_sets, "--set", "train.learner=online", "--set", "train.loss=per_step",

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from spiketime.cli.main import main
+from spiketime.app.cli.main import main
 from spiketime.evaluate.perturb import check_level, perturb
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiketime import config
-from spiketime.config import ConfigError
-from spiketime.learning import trainer
+from spiketime.app import config
+from spiketime.app.config import ConfigError
+from spiketime.app import fit as trainer
+from spiketime.learning.bptt import autocast
+from spiketime.learning.losses import readout_loss
 from spiketime.surrogate import FastSigmoid, spike
 
 from conftest import interrupt_after_first_checkpoint, one_line
@@ -111,9 +113,9 @@ def test_autocast_gradients_reach_every_parameter(precision, backend):
     grads = {}
     for p in ("fp32", precision):
         model.zero_grad(set_to_none=True)
-        with trainer.autocast("cpu", p):
+        with autocast("cpu", p):
             out, _ = model(x)
-            loss = trainer.readout_loss(out, y, cfg.train.loss)
+            loss = readout_loss(out, y, cfg.train.loss)
         loss.backward()
         grads[p] = {n: q.grad for n, q in model.named_parameters() if q.requires_grad}
     names = {n for n, q in model.named_parameters() if q.requires_grad}
@@ -129,7 +131,7 @@ def test_autocast_gradients_reach_every_parameter(precision, backend):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_evaluate_under_autocast_matches_fp32(fp32_run, precision):
     model, cfg = trainer.model_from_checkpoint(trainer.load_checkpoint(fp32_run["out"] / trainer.BEST))
-    from spiketime.data.datasets import load_splits
+    from spiketime.app.splits import load_splits
 
     val = load_splits(cfg.data).val
     ref = trainer.evaluate(model, val, cfg.train.loss)

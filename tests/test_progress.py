@@ -6,7 +6,7 @@ import re
 import pytest
 from tqdm import tqdm
 
-from spiketime.cli.main import main
+from spiketime.app.cli.main import main
 
 LEARNERS = {
     "bptt": [],

@@ -6,13 +6,14 @@ import math
 import pytest
 import torch
 
-from spiketime.cli.main import main
-from spiketime.config import ConfigError, ModelConfig, load
+from spiketime.app.cli.main import main
+from spiketime.app.config import ConfigError, ModelConfig, load
 from spiketime.functional.delay import axonal_delay, delay_taps
 from spiketime.functional.li import li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence, lif_sequence_recurrent
 from spiketime.learning.losses import readout_loss
-from spiketime.nn import DelayedLinear, Recurrent, SpikingNetwork
+from spiketime.app.factories import lif_network
+from spiketime.nn import DelayedLinear, Recurrent
 from spiketime.surrogate import Gaussian
 
 from conftest import one_line
@@ -55,7 +56,7 @@ def test_masks_have_exact_density_and_equal_fan_in():
 
 def test_network_masks_and_recurrent_modules():
     cfg = ModelConfig(hidden=[10, 8], delays="synaptic", delay_max=5.0, recurrent=True, density=0.4)
-    net = SpikingNetwork(6, 3, cfg, 1.0, seed=1)
+    net = lif_network(6, 3, cfg, 1.0, seed=1)
     assert net.recurrent and len(net.recurrents) == 2
     assert [p.mask.sum(1).unique().tolist() for p in net.projections[:2]] == [[2.0], [4.0]]  # round(.4*6), round(.4*10)
     assert net.projections[2].mask is None  # the readout stays dense
@@ -70,18 +71,18 @@ def test_network_masks_and_recurrent_modules():
     assert {k: len(v) for k, v in groups.items()} == {"weights": 5, "time_constants": 4, "delays": 2}
     # recurrent init: half the feedforward gain, scaled by the real fan-in
     gain = cfg.theta / -math.expm1(-1.0 / cfg.tau_mem)
-    big = SpikingNetwork(6, 3, ModelConfig(hidden=[300], recurrent=True, density=0.5), 1.0, seed=0)
+    big = lif_network(6, 3, ModelConfig(hidden=[300], recurrent=True, density=0.5), 1.0, seed=0)
     rec = big.recurrents[0]
     w = rec.weight[rec.mask.bool()]
     assert abs(w.std().item() / (0.5 * gain / math.sqrt(round(0.5 * 299))) - 1) < 0.03
-    plain = SpikingNetwork(6, 3, ModelConfig(hidden=[10]), 1.0, seed=1)
+    plain = lif_network(6, 3, ModelConfig(hidden=[10]), 1.0, seed=1)
     assert not plain.recurrent and len(plain.recurrents) == 0 and not _masked(plain)
 
 
 @pytest.mark.parametrize("delays", ["none", "axonal", "synaptic"])
 def test_masked_entries_zero_grad_and_stay_zero_under_adam(delays):
     cfg = ModelConfig(hidden=[12, 10], delays=delays, delay_max=5.0, recurrent=True, density=0.3, weight_scale=3.0)
-    net = SpikingNetwork(30, 3, cfg, 1.0, seed=2)
+    net = lif_network(30, 3, cfg, 1.0, seed=2)
     masked = _masked(net)
     assert len(masked) == 4  # two feedforward projections, two recurrent
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
@@ -138,7 +139,7 @@ def _old_network_replay(net_in, n_out, cfg, dt, seed, x):
 def test_defaults_build_the_same_network_as_before():
     cfg = ModelConfig(hidden=[9, 7], delay_max=6.0, weight_scale=2.0)
     assert cfg.recurrent is False and cfg.density == 1.0
-    net = SpikingNetwork(6, 3, cfg, 1.0, seed=3)
+    net = lif_network(6, 3, cfg, 1.0, seed=3)
     x = _input(T=40, B=3, C=6, p=0.3)  # dense enough for the dense matmul path
     sd_old, y_old = _old_network_replay(6, 3, cfg, 1.0, 3, x)
     sd = net.state_dict()
@@ -148,7 +149,7 @@ def test_defaults_build_the_same_network_as_before():
     y, _ = net(x)
     assert y.abs().sum() > 0
     assert torch.equal(y, y_old)
-    again = SpikingNetwork(6, 3, ModelConfig(hidden=[9, 7], delay_max=6.0, weight_scale=2.0, recurrent=False,
+    again = lif_network(6, 3, ModelConfig(hidden=[9, 7], delay_max=6.0, weight_scale=2.0, recurrent=False,
                                              density=1.0), 1.0, seed=3)
     assert torch.equal(again(x)[0], y)
 
@@ -191,7 +192,7 @@ def test_lif_sequence_recurrent_matches_lif_sequence_and_chunks():
 @pytest.mark.parametrize("delays", ["none", "axonal", "synaptic"])
 def test_recurrent_network_two_chunks_equal_whole(delays):
     cfg = ModelConfig(hidden=[12, 10], delays=delays, delay_max=6.0, weight_scale=2.0, recurrent=True, density=0.5)
-    net = SpikingNetwork(5, 3, cfg, 1.0, seed=7).double()
+    net = lif_network(5, 3, cfg, 1.0, seed=7).double()
     x = _input(T=50, B=4, C=5, p=0.15, dtype=torch.float64)
     y, _ = net(x)
     y1, s1 = net(x[:23])
@@ -203,7 +204,7 @@ def test_recurrent_network_two_chunks_equal_whole(delays):
     with torch.no_grad():
         for r in net.recurrents:
             r.weight.zero_()
-    ff = SpikingNetwork(5, 3, ModelConfig(hidden=[12, 10], delays=delays, delay_max=6.0, density=0.5), 1.0, 7).double()
+    ff = lif_network(5, 3, ModelConfig(hidden=[12, 10], delays=delays, delay_max=6.0, density=0.5), 1.0, 7).double()
     ff.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("recurrents.")})
     torch.testing.assert_close(net(x)[0], ff(x)[0], rtol=1e-10, atol=1e-10)
 

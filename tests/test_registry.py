@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import one_line
-from spiketime.config import ConfigError
+from spiketime.app.config import ConfigError
 from spiketime.data import registry as R
 from spiketime.data.registry import DATASETS, DatasetInfo, Resource, Source, data_home, ensure_dataset
 

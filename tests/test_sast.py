@@ -6,13 +6,16 @@ import json
 import pytest
 import torch
 
-from spiketime import config
-from spiketime.config import ConfigError, ModelConfig
-from spiketime.learning import trainer
+from spiketime.app import config
+from spiketime.app.config import ConfigError, ModelConfig
+from spiketime.app import fit as trainer
+from spiketime.learning.bptt import autocast
+from spiketime.learning.losses import readout_loss
 from spiketime.learning.gamma_online import gamma_online_gradients, run_sequence
 from spiketime.learning.online import OnlineLearner, online_gradients
 from spiketime.learning.sam import ASAM_ETA, perturbed, sam_perturbation
 from spiketime.nn.gamma import GammaNetwork
+from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
 from spiketime.surrogate import Sigmoid
 
@@ -23,7 +26,7 @@ N_IN, N_OUT = 5, 3
 
 def _net(seed=1, dtype=torch.float64, **kw) -> SpikingNetwork:
     cfg = ModelConfig(**{"hidden": [6], "delays": "axonal", "delay_max": 4.0, "weight_scale": 3.0, **kw})
-    return SpikingNetwork(N_IN, N_OUT, cfg, dt=1.0, seed=seed).to(dtype)
+    return lif_network(N_IN, N_OUT, cfg, dt=1.0, seed=seed).to(dtype)
 
 
 def _batch(T=20, B=4, seed=2, dtype=torch.float64):
@@ -64,8 +67,8 @@ def _through(net, params, values, x):
 def test_surrogate_forward_spikes_are_smooth_and_the_hard_rebuild_spikes_binary():
     torch.manual_seed(0)
     cfg = ModelConfig(hidden=[6], delay_max=4.0, weight_scale=3.0, spike="surrogate_forward", spike_steepness=5.0)
-    soft = SpikingNetwork(N_IN, N_OUT, cfg, dt=1.0, seed=3)
-    hard = SpikingNetwork(N_IN, N_OUT, ModelConfig(**{**cfg.__dict__, "spike": "hard"}), dt=1.0, seed=3)
+    soft = lif_network(N_IN, N_OUT, cfg, dt=1.0, seed=3)
+    hard = lif_network(N_IN, N_OUT, ModelConfig(**{**cfg.__dict__, "spike": "hard"}), dt=1.0, seed=3)
     hard.load_state_dict(soft.state_dict())
     x, _ = _batch(dtype=torch.float32)
     _, _, outs_soft = soft.run(x)
@@ -143,7 +146,7 @@ def test_perturbed_gives_the_gradient_at_w_plus_e_and_restores_w_exactly():
 def _sgd_step_bptt(model, x, y, rho, adaptive):
     """The expected SAM step by hand: gradient at w, perturbation, gradient there, w - lr * g'."""
     model.zero_grad()
-    trainer.readout_loss(model(x)[0], y, "max").backward()
+    readout_loss(model(x)[0], y, "max").backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
     params = [p for p in model.parameters() if p.requires_grad]
     eps = sam_perturbation(params, rho, adaptive)
@@ -153,7 +156,7 @@ def _sgd_step_bptt(model, x, y, rho, adaptive):
             p.add_(e)
     other.project_()
     other.zero_grad()
-    trainer.readout_loss(other(x)[0], y, "max").backward()
+    readout_loss(other(x)[0], y, "max").backward()
     return grads, {n: p.grad.clone() for n, p in other.named_parameters() if p.requires_grad}
 
 
@@ -270,7 +273,7 @@ def test_gamma_online_with_sam_steps_with_the_gradient_at_the_perturbed_weights(
 
 
 def test_cli_trains_surrogate_forward_with_asam_and_evaluates_the_hard_swap(tmp_path, tiny_sets, capsys):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.spike=surrogate_forward",
@@ -298,7 +301,7 @@ def test_cli_trains_surrogate_forward_with_asam_and_evaluates_the_hard_swap(tmp_
 
 @pytest.mark.parametrize("learner", ["online", "gamma_online"])
 def test_cli_trains_online_learners_with_sam(tmp_path, tiny_sets, learner):
-    from spiketime.cli.main import main
+    from spiketime.app.cli.main import main
 
     extra = ["train.learner=" + learner, "train.loss=per_step", "train.sam_rho=0.05", "train.epochs=1",
              "train.update_every=10"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiketime.config import ModelConfig
+from spiketime.app.config import ModelConfig
 from spiketime.kernels import sparse
-from spiketime.nn.network import SpikingNetwork
+from spiketime.app.factories import lif_network
 
 
 def _spikes(shape, density, seed=0, dtype=torch.float64):
@@ -60,7 +60,7 @@ def test_network_same_with_and_without_event_path(monkeypatch, delays):
     res = []
     for max_density in (sparse.MAX_DENSITY, 0.0):
         monkeypatch.setattr(sparse, "MAX_DENSITY", max_density)
-        net = SpikingNetwork(30, 3, ModelConfig(hidden=[16, 16], delays=delays, delay_max=5.0), 1.0, seed=0).double()
+        net = lif_network(30, 3, ModelConfig(hidden=[16, 16], delays=delays, delay_max=5.0), 1.0, seed=0).double()
         out, _ = net(x)
         loss = torch.nn.functional.cross_entropy(out.max(0).values, y)
         res.append((out.detach(), *torch.autograd.grad(loss, [p for p in net.parameters() if p.requires_grad])))

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("espeakng_loader")
 pytest.importorskip("scipy")
 
-from spiketime.config import ConfigError  # noqa: E402
+from spiketime.app.config import ConfigError  # noqa: E402
 from spiketime.data import speech  # noqa: E402
 from spiketime.data.speech import Engine, Voice, sample_rate, synthesize  # noqa: E402
 from spiketime.data.speech_digits import (  # noqa: E402

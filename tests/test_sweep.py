@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import TINY
-from spiketime.cli.main import main
+from spiketime.app.cli.main import main
 
 COLUMNS = ["row", "method", "seed", "test_accuracy", "val_accuracy", "chance", "epochs", "train_seconds"]
 METHODS = {"count baseline": {"command": "baseline"}, "LIF": {"set": {"model.delays": "none"}}}
@@ -234,12 +234,12 @@ def test_failing_run_is_named_in_one_line(tmp_path, capsys):
 
 def test_crashing_run_is_named_in_one_line(tmp_path, capsys, monkeypatch):
     """Any other exception: exit 1, one line with the run and the error, the traceback in error.txt."""
-    import spiketime.sweep
+    import spiketime.app.sweep
 
     def crash(run, out, threads):
         raise RuntimeError("worker exploded\nsecond line")
 
-    monkeypatch.setattr(spiketime.sweep, "_execute", crash)
+    monkeypatch.setattr(spiketime.app.sweep, "_execute", crash)
     path = write_sweep(tmp_path / "small.yaml", base=tiny_base(epochs=1), methods={"LIF": {}}, seeds=[0, 1])
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out)]) == 1

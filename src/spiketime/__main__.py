@@ -1,5 +1,5 @@
 import sys
 
-from spiketime.cli.main import main
+from spiketime.app.cli.main import main
 
 sys.exit(main())

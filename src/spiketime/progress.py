@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from spiketime.errors import TrainingDiverged
+
 __all__ = ["EpochMonitor", "progress_bar", "n_batches", "status"]
 
 T = TypeVar("T")
@@ -47,7 +49,7 @@ class EpochMonitor:
 
     ``over(batches)`` yields the batches and numbers them (:attr:`batch`, 1-based); a learner calls
     :meth:`check` with a batch's loss before the optimiser steps with its gradient (raises
-    :class:`~spiketime.learning.losses.TrainingDiverged` when it is nan or inf), :meth:`step` inside a long
+    :class:`~spiketime.errors.TrainingDiverged` when it is nan or inf), :meth:`step` inside a long
     batch (the bar shows ``step k/T`` at most every ``REFRESH_S`` seconds) and :meth:`done` when the batch
     is learnt."""
 
@@ -68,11 +70,9 @@ class EpochMonitor:
 
     def check(self, value: Any) -> float:
         """``value`` (a number or a 0-d tensor: the current batch's loss) as a float; raises
-        :class:`~spiketime.learning.losses.TrainingDiverged` naming this epoch and batch when it is not finite."""
+        :class:`~spiketime.errors.TrainingDiverged` naming this epoch and batch when it is not finite."""
         value = float(value)
         if not math.isfinite(value):
-            from spiketime.learning.losses import TrainingDiverged  # here: importing this module needs no torch
-
             raise TrainingDiverged(value, self.epoch, self.batch, self.batches)
         return value
 

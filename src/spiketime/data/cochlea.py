@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from spiketime.config import ConfigError
+from spiketime.errors import InputError
 
 INSTALL_HINT = 'install the optional data dependencies: pip install "spiketime[data]"'
 _BLOCK = 8  # samples per block for the adaptation low-pass and the spike search
@@ -55,7 +55,7 @@ def _fft():
     try:
         import scipy.fft
     except ImportError as e:  # pragma: no cover - scipy is in the [data] extra
-        raise ConfigError(f"the cochlea encoder needs scipy; {INSTALL_HINT}") from e
+        raise InputError(f"the cochlea encoder needs scipy; {INSTALL_HINT}") from e
     return scipy.fft
 
 
@@ -63,7 +63,7 @@ def _resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     try:
         from scipy.signal import resample_poly
     except ImportError as e:  # pragma: no cover
-        raise ConfigError(f"the cochlea encoder needs scipy; {INSTALL_HINT}") from e
+        raise InputError(f"the cochlea encoder needs scipy; {INSTALL_HINT}") from e
     return resample_poly(x, up, down)
 
 
@@ -139,11 +139,11 @@ class Cochlea:
     def __init__(self, config: CochleaConfig | None = None, cache_size: int = 8) -> None:
         self.config = c = config or CochleaConfig()
         if c.f_max >= c.fs / 2:
-            raise ConfigError(f"cochlea f_max {c.f_max} Hz must be below half the sample rate {c.fs} Hz")
+            raise InputError(f"cochlea f_max {c.f_max} Hz must be below half the sample rate {c.fs} Hz")
         if c.decimate < 1 or c.decimate & (c.decimate - 1):
-            raise ConfigError(f"cochlea decimate must be a power of two, got {c.decimate}")
+            raise InputError(f"cochlea decimate must be a power of two, got {c.decimate}")
         if c.block % (16 * c.decimate):
-            raise ConfigError("cochlea block must be a multiple of 16 * decimate")
+            raise InputError("cochlea block must be a multiple of 16 * decimate")
         self.cf = erb_space(c.f_min, c.f_max, c.n_channels)
         bw = c.bandwidth * erb(self.cf)
         edge = self.cf + 4.0 * bw
@@ -216,9 +216,9 @@ class Cochlea:
         """Mono float32 ``audio`` at ``fs`` Hz resampled to the internal rate (polyphase)."""
         x = np.asarray(audio, dtype=np.float32)
         if x.ndim != 1:
-            raise ConfigError(f"cochlea input must be mono (1-D), got shape {x.shape}")
+            raise InputError(f"cochlea input must be mono (1-D), got shape {x.shape}")
         if not fs > 0:
-            raise ConfigError(f"sample rate must be positive, got {fs}")
+            raise InputError(f"sample rate must be positive, got {fs}")
         if abs(fs - self.config.fs) < 1e-6:
             return x
         r = Fraction(self.config.fs / fs).limit_denominator(1000)

@@ -1,7 +1,8 @@
-"""Train / validation / test splits for a data config.
+"""Labelled spike datasets in memory: :class:`Split` (samples ``[N, T, C]``, labels, mask) and :class:`Splits`
+(train / validation / test), a per-split seed, and a reader of ``.npz``/``.pt`` arrays.
 
-Synthetic timing tasks generate each split from its own seed; event sets (built-in or real) are read from disk,
-binned at ``data.dt`` and rate-normalised (:mod:`spiketime.data.event_sets`).
+Making the splits of a config (generated timing tasks, event sets read, binned and normalised) is the
+application's :mod:`spiketime.app.splits`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spiketime.config import TIMING_TASKS, ConfigError, DataConfig
+from spiketime.errors import InputError
 
 SPLITS = ("train", "val", "test")
 
@@ -45,40 +46,11 @@ def split_seed(seed: int, split: str) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
 
 
-def make_split(cfg: DataConfig, split: str, progress: bool = True) -> Split:
-    """One split of ``cfg``'s data (``train``, ``val`` or ``test``); ``progress``: the bar of a built-in event
-    set generated on first use (stderr)."""
-    if cfg.task not in TIMING_TASKS:
-        from spiketime.data.event_sets import load_event_split
-
-        return load_event_split(cfg, split, progress)
-    from spiketime.data.timing import generate
-
-    n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
-    try:
-        x, y = generate(cfg.task, cfg.variant, n_samples=n, channels=cfg.channels, duration=cfg.duration,
-                        dt=cfg.dt, num_classes=cfg.num_classes, noise=cfg.noise, jitter=cfg.jitter,
-                        seed=split_seed(cfg.seed, split))
-    except ValueError as e:
-        raise ConfigError(f"data: {e}") from None
-    return Split(x, y)
-
-
-def load_splits(cfg: DataConfig, progress: bool = True) -> Splits:
-    """The three splits of ``cfg``'s data (generated, or read and binned); ``progress``: the bar of a built-in
-    event set generated on first use (stderr)."""
-    if cfg.task not in TIMING_TASKS:
-        from spiketime.data.event_sets import load_event_splits
-
-        return load_event_splits(cfg, progress)
-    return Splits(*(make_split(cfg, s) for s in SPLITS), num_classes=cfg.num_classes)
-
-
 def load_array_file(path: str | Path) -> Split:
     """Read a labelled spike dataset from ``.npz``/``.pt`` with ``x`` [N, T, C] and ``y`` [N]."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: data file not found")
+        raise InputError(f"{p}: data file not found")
     try:
         if p.suffix == ".npz":
             with np.load(p) as f:
@@ -87,9 +59,9 @@ def load_array_file(path: str | Path) -> Split:
             obj = torch.load(p, map_location="cpu", weights_only=True)
             x, y = torch.as_tensor(obj["x"]), torch.as_tensor(obj["y"])
     except (KeyError, TypeError, IndexError):
-        raise ConfigError(f"{p}: expected arrays 'x' [N, T, C] and 'y' [N]") from None
+        raise InputError(f"{p}: expected arrays 'x' [N, T, C] and 'y' [N]") from None
     except Exception as e:  # unreadable archive: zip/pickle errors vary by format
-        raise ConfigError(f"{p}: cannot read data file ({e.__class__.__name__})") from None
+        raise InputError(f"{p}: cannot read data file ({e.__class__.__name__})") from None
     if x.dim() != 3 or y.dim() != 1 or len(x) != len(y):
-        raise ConfigError(f"{p}: expected 'x' [N, T, C] and 'y' [N], got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InputError(f"{p}: expected 'x' [N, T, C] and 'y' [N], got {tuple(x.shape)} and {tuple(y.shape)}")
     return Split(x.float(), y.long())

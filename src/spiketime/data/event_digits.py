@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spiketime.config import ConfigError
-from spiketime.rundir import write_json
+from spiketime.errors import InputError
+from spiketime.files import write_json
 from spiketime.data.event_camera import CameraParams, record_static_image
 from spiketime.data.formats import write_nmnist
 
@@ -59,7 +59,7 @@ def _need(module: str):
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:
-        raise ConfigError(f"event digits need {module.split('.')[0]}: {_INSTALL}") from None
+        raise InputError(f"event digits need {module.split('.')[0]}: {_INSTALL}") from None
 
 
 def load_source_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -201,9 +201,9 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
     (for tests).  Default set: 1797 images -> ~1348 train images x ``repeats`` + ~449 test recordings."""
     out_dir = Path(out_dir)
     if repeats < 1:
-        raise ConfigError(f"event digits: repeats must be >= 1, got {repeats}")
+        raise InputError(f"event digits: repeats must be >= 1, got {repeats}")
     if limit is not None and limit < 20:
-        raise ConfigError(f"event digits: limit must be >= 20 (2 images per class), got {limit}")
+        raise InputError(f"event digits: limit must be >= 20 (2 images per class), got {limit}")
     key = _key(int(seed), int(repeats), limit)
     meta_path, partial_path = out_dir / "meta.json", out_dir / ".partial.json"
     if _complete(out_dir, _read_json(meta_path), key):
@@ -220,7 +220,7 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
     if stale and not resume:
         ours = any(m and m.get("generator") == GENERATOR for m in (old_meta, old_partial))
         if not ours:
-            raise ConfigError(f"event digits: {out_dir} holds .bin files not made by {GENERATOR}; "
+            raise InputError(f"event digits: {out_dir} holds .bin files not made by {GENERATOR}; "
                               "choose an empty or event-digits folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)

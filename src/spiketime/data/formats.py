@@ -23,7 +23,7 @@ Formats (checked against the published descriptions and the readers of tonic, Sp
   ``start <= t < end`` (class 1..11 -> label 0..10, ``t`` made relative to ``start``); ``trials_to_train.txt`` /
   ``trials_to_test.txt`` list the recordings of each split (folder ``DvsGesture/``).
 
-Damaged input raises :class:`DataFormatError` (a :class:`~spiketime.config.ConfigError`): one line naming the file
+Damaged input raises :class:`DataFormatError` (a :class:`~spiketime.config.InputError`): one line naming the file
 and, for the binary formats, the byte offset.
 """
 
@@ -39,8 +39,8 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from spiketime.config import ConfigError
-from spiketime.rundir import atomic_path, atomic_write_bytes
+from spiketime.errors import InputError
+from spiketime.files import atomic_path, atomic_write_bytes
 
 EVENTS_1D = np.dtype([("t", "<i8"), ("x", "<i8"), ("p", "<i8")])
 EVENTS_2D = np.dtype([("t", "<i8"), ("x", "<i8"), ("y", "<i8"), ("p", "<i8")])
@@ -61,7 +61,7 @@ NMNIST_OVERFLOW_US = 1 << 13
 _POLARITY_DTYPE = np.dtype([("data", "<u4"), ("ts", "<i4")])
 
 
-class DataFormatError(ConfigError):
+class DataFormatError(InputError):
     """A data file that does not hold what its format promises (message: one line naming the file)."""
 
 

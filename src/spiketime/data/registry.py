@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Literal
 
-from spiketime.config import ConfigError
+from spiketime.errors import InputError
 
 Fetch = Callable[[str, Path], None]
 
@@ -146,12 +146,12 @@ def _download(res: Resource, root: Path, fetch: Fetch) -> Path:
         fetch(src.url, part)
     except Exception as e:  # URLError, HTTPError, TimeoutError, OSError, ValueError (bad URL), a fetcher's own
         part.unlink(missing_ok=True)
-        raise ConfigError(f"could not fetch {src.url} ({_brief(e)}); download it by hand and "
+        raise InputError(f"could not fetch {src.url} ({_brief(e)}); download it by hand and "
                           f"{_by_hand(res, root)}") from None
     got = md5_of(part)
     if got != src.md5:
         part.unlink(missing_ok=True)
-        raise ConfigError(f"{src.url}: downloaded file has MD5 {got}, expected {src.md5} (removed); download it "
+        raise InputError(f"{src.url}: downloaded file has MD5 {got}, expected {src.md5} (removed); download it "
                           f"by hand and {_by_hand(res, root)}")
     part.replace(archive)
     return archive
@@ -199,7 +199,7 @@ def _unpack(res: Resource, archive: Path, root: Path) -> None:
             raise ValueError(f"no {res.path} inside")
         found[0].replace(target)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
-        raise ConfigError(f"{archive}: cannot unpack ({_brief(e)}); delete it and run again, or unpack it by hand so "
+        raise InputError(f"{archive}: cannot unpack ({_brief(e)}); delete it and run again, or unpack it by hand so "
                           f"that {target} exists") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,10 +211,10 @@ def ensure_dataset(name: str, root: Path | str | None = None, download: bool = T
 
     Missing files are unpacked from an archive already in the folder (checked against its MD5) or, with
     ``download``, fetched (``fetch(url, dest)``, default :func:`urllib_fetch`), checked and unpacked.  Any failure
-    is a one-line :class:`ConfigError` naming the URL and exactly where to put the file by hand."""
+    is a one-line :class:`InputError` naming the URL and exactly where to put the file by hand."""
     table = DATASETS if datasets is None else datasets
     if name not in table:
-        raise ConfigError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(table))}")
+        raise InputError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(table))}")
     info = table[name]
     root = Path(root).expanduser() if root is not None else data_home() / name
     for res in info.resources:
@@ -225,13 +225,13 @@ def ensure_dataset(name: str, root: Path | str | None = None, download: bool = T
         if archive.is_file():
             got = md5_of(archive)
             if got != src.md5:
-                raise ConfigError(f"{archive}: MD5 {got}, expected {src.md5} for {src.url}; replace it with the "
+                raise InputError(f"{archive}: MD5 {got}, expected {src.md5} for {src.url}; replace it with the "
                                   f"right file, or {_by_hand(res, root).replace('put it at', 'put')}")
         elif res.manual:
-            raise ConfigError(f"{name}: {src.filename} cannot be fetched automatically (download it from {src.url}); "
+            raise InputError(f"{name}: {src.filename} cannot be fetched automatically (download it from {src.url}); "
                               f"{_by_hand(res, root)}")
         elif not download:
-            raise ConfigError(f"{name}: {root / res.path} is missing (download is off); fetch {src.url} and "
+            raise InputError(f"{name}: {root / res.path} is missing (download is off); fetch {src.url} and "
                               f"{_by_hand(res, root)}")
         else:
             archive = _download(res, root, fetch or urllib_fetch)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from spiketime.config import ConfigError
+from spiketime.errors import InputError
 
 INSTALL_HINT = 'install the optional data dependencies: pip install "spiketime[data]"'
 
@@ -74,7 +74,7 @@ class Engine:
         try:
             import espeakng_loader
         except ImportError as e:
-            raise ConfigError(f"speech synthesis needs the package espeakng-loader; {INSTALL_HINT}") from e
+            raise InputError(f"speech synthesis needs the package espeakng-loader; {INSTALL_HINT}") from e
         self._tmpdir: str | None = None
         try:
             path = espeakng_loader.get_library_path()
@@ -87,7 +87,7 @@ class Engine:
             lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL if hasattr(os, "RTLD_LOCAL") else 0)
         except (OSError, RuntimeError) as e:
             self._cleanup_tmp()
-            raise ConfigError(f"cannot load eSpeak NG from espeakng-loader ({e}); {INSTALL_HINT}") from e
+            raise InputError(f"cannot load eSpeak NG from espeakng-loader ({e}); {INSTALL_HINT}") from e
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
@@ -106,7 +106,7 @@ class Engine:
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), 0)
         if rate <= 0:
             self._cleanup_tmp()
-            raise ConfigError(f"eSpeak NG failed to initialise with data at {data}; {INSTALL_HINT}")
+            raise InputError(f"eSpeak NG failed to initialise with data at {data}; {INSTALL_HINT}")
         self.lib: Any = lib
         self.sample_rate = int(rate)
         self.lock = threading.Lock()
@@ -155,7 +155,7 @@ class Engine:
         with self.lock:
             if voice.name != self._voice:
                 if lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
-                    raise ConfigError(f"eSpeak NG has no voice {voice.name!r}")
+                    raise InputError(f"eSpeak NG has no voice {voice.name!r}")
                 self._voice = voice.name
             for param, value, lo, hi in ((_ESPEAK_RATE, voice.rate, 80, 450), (_ESPEAK_PITCH, voice.pitch, 0, 100),
                                          (_ESPEAK_RANGE, voice.range, 0, 100), (_ESPEAK_VOLUME, voice.volume, 0, 200)):

@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from spiketime.config import ConfigError
-from spiketime.rundir import write_json
+from spiketime.errors import InputError
+from spiketime.files import write_json
 from spiketime.data.formats import write_shd
 
 GENERATOR_VERSION = 1  # bump whenever the same parameters would give different data (invalidates caches)
@@ -96,18 +96,18 @@ def _require_deps() -> None:
         try:
             __import__(mod)
         except ImportError as e:
-            raise ConfigError(f"{what}; {INSTALL_HINT}") from e
+            raise InputError(f"{what}; {INSTALL_HINT}") from e
 
 
 def resolve_size(size: str | int) -> tuple[int, int]:
     """``(n_speakers, reps)`` for a preset name or an approximate sample count."""
     if isinstance(size, str) and not size.isdigit():
         if size not in SIZES:
-            raise ConfigError(f"unknown speech-digits size {size!r}; use one of {', '.join(SIZES)} or a sample count")
+            raise InputError(f"unknown speech-digits size {size!r}; use one of {', '.join(SIZES)} or a sample count")
         return SIZES[size]
     n = int(size)
     if n < 1:
-        raise ConfigError(f"speech-digits size must be positive, got {size}")
+        raise InputError(f"speech-digits size must be positive, got {size}")
     reps = int(np.clip(n // 400, 1, 10))
     return max(2, int(round(n / (20 * reps)))), reps
 
@@ -128,7 +128,7 @@ def make_speakers(n: int, seed: int = 0) -> list[Speaker]:
 def split_speakers(n: int, seed: int = 0) -> tuple[list[int], list[int]]:
     """Speaker ids of (train, test): ``max(1, round(0.2 n))`` random speakers are held out."""
     if n < 2:
-        raise ConfigError("speech digits need at least 2 speakers (one per split)")
+        raise InputError("speech digits need at least 2 speakers (one per split)")
     rng = np.random.default_rng([seed, 2_000_003])
     perm = rng.permutation(n)
     k = max(1, int(round(TEST_FRACTION * n)))
@@ -188,7 +188,7 @@ def _speaker_job(job: tuple[int, Speaker, int] | tuple[int, Speaker, int, int]) 
     out: list[Sample] = []
     try:
         private = Engine(private=True)
-    except ConfigError:  # e.g. a temporary directory that forbids loading code: not bit-reproducible then
+    except InputError:  # e.g. a temporary directory that forbids loading code: not bit-reproducible then
         private = None
     with private or contextlib.nullcontext():
         engine = private or shared_engine()
@@ -313,16 +313,16 @@ def read_labels_csv(labels_csv: Path, wav_dir: Path) -> list[tuple[Path, int, in
     try:
         f = open(labels_csv, newline="", encoding="utf-8-sig")
     except OSError as e:
-        raise ConfigError(f"{labels_csv}: cannot read ({e.strerror})") from e
+        raise InputError(f"{labels_csv}: cannot read ({e.strerror})") from e
     with f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise ConfigError(f"{labels_csv}:1: empty file; expected a header file,label[,speaker]")
+            raise InputError(f"{labels_csv}:1: empty file; expected a header file,label[,speaker]")
         cols = [h.strip().lower() for h in header]
         missing = [c for c in ("file", "label") if c not in cols]
         if missing:
-            raise ConfigError(f"{labels_csv}:1: missing column(s) {', '.join(missing)}; "
+            raise InputError(f"{labels_csv}:1: missing column(s) {', '.join(missing)}; "
                               "expected a header file,label[,speaker]")
         i_file, i_label = cols.index("file"), cols.index("label")
         i_spk = cols.index("speaker") if "speaker" in cols else None
@@ -331,16 +331,16 @@ def read_labels_csv(labels_csv: Path, wav_dir: Path) -> list[tuple[Path, int, in
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) < len(cols):
-                raise ConfigError(f"{labels_csv}:{line}: expected {len(cols)} fields, got {len(row)}")
+                raise InputError(f"{labels_csv}:{line}: expected {len(cols)} fields, got {len(row)}")
             name = row[i_file].strip()
             path = wav_dir / name
             if not name or not path.is_file():
-                raise ConfigError(f"{labels_csv}:{line}: no such file {name!r} in {wav_dir}")
+                raise InputError(f"{labels_csv}:{line}: no such file {name!r} in {wav_dir}")
             label = _uint16(row[i_label], f"{labels_csv}:{line}: label")
             spk = _uint16(row[i_spk], f"{labels_csv}:{line}: speaker") if i_spk is not None else None
             rows.append((path, label, spk))
     if not rows:
-        raise ConfigError(f"{labels_csv}: no rows after the header")
+        raise InputError(f"{labels_csv}: no rows after the header")
     return rows
 
 
@@ -354,21 +354,21 @@ def _uint16(text: str, what: str) -> int:
     try:
         v = int(text.strip())
     except ValueError:
-        raise ConfigError(f"{what} must be an integer, got {text.strip()!r}") from None
+        raise InputError(f"{what} must be an integer, got {text.strip()!r}") from None
     if not 0 <= v < 65536:
-        raise ConfigError(f"{what} must lie in 0..65535, got {v}")
+        raise InputError(f"{what} must lie in 0..65535, got {v}")
     return v
 
 
 def check_wav(path: Path) -> None:
-    """Raise :class:`ConfigError` unless ``path`` is a 16-bit PCM WAV with 1 or 2 channels."""
+    """Raise :class:`InputError` unless ``path`` is a 16-bit PCM WAV with 1 or 2 channels."""
     try:
         with wave.open(str(path), "rb") as w:
             ch, width, comp = w.getnchannels(), w.getsampwidth(), w.getcomptype()
     except (wave.Error, EOFError, OSError) as e:
-        raise ConfigError(f"{path}: unsupported or broken WAV ({e}); need 16-bit PCM, mono or stereo") from e
+        raise InputError(f"{path}: unsupported or broken WAV ({e}); need 16-bit PCM, mono or stereo") from e
     if comp != "NONE" or width != 2 or ch not in (1, 2):
-        raise ConfigError(f"{path}: unsupported WAV ({ch} channels, {8 * width}-bit, {comp}); "
+        raise InputError(f"{path}: unsupported WAV ({ch} channels, {8 * width}-bit, {comp}); "
                           "need 16-bit PCM, mono or stereo")
 
 
@@ -419,7 +419,7 @@ def audio_to_spikes(wav_dir: Path, labels_csv: Path, out: Path, *, jobs: int | N
     """
     wav_dir, labels_csv, out = Path(wav_dir), Path(labels_csv), Path(out)
     if out.is_dir():  # before any of the encoding work
-        raise ConfigError(f"{out}: is a directory, expected the name of the .h5 file to write")
+        raise InputError(f"{out}: is a directory, expected the name of the .h5 file to write")
     rows = read_labels_csv(labels_csv, wav_dir)
     _require_deps()
     for path, _, _ in rows:  # fail fast, in the parent, on unsupported files

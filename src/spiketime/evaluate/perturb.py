@@ -65,7 +65,7 @@ def perturbation_curve(model, data, loss: str, kind: str, levels: list[float], d
                        device: str = "cpu", progress: bool = False, desc: str | None = None) -> list[float]:
     """Test accuracy of ``model`` on ``data`` perturbed at each level (one seeded generator per level);
     ``progress``: a bar ``desc`` (default: ``kind``) over the levels, and one over each level's batches."""
-    from spiketime.learning.trainer import evaluate
+    from spiketime.learning.bptt import evaluate
     from spiketime.progress import progress_bar
 
     for level in levels:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from spiketime.rundir import atomic_path
+from spiketime.files import atomic_path
 
 __all__ = ["plot_delay_histogram", "plot_learning_curves", "plot_perturbation", "plot_raster"]
 

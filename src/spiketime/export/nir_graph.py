@@ -33,6 +33,7 @@ and raise an error.
 from __future__ import annotations
 
 import json
+import inspect
 import math
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from spiketime.config import ConfigError, ModelConfig
-from spiketime.rundir import atomic_path
+from spiketime.errors import InputError
+from spiketime.files import atomic_path
 
 DT_UNIT = 1e-3  # NIR times are in seconds, ours in ms
 
@@ -50,7 +51,7 @@ def _nir() -> Any:
     try:
         import nir
     except ImportError:
-        raise ConfigError("NIR export needs the nir package: pip install \"spiketime[nir]\"") from None
+        raise InputError("NIR export needs the nir package: pip install \"spiketime[nir]\"") from None
     return nir
 
 
@@ -68,7 +69,7 @@ def _tau_ms(tau_s: np.ndarray, dt: float) -> torch.Tensor:
     """The inverse of :func:`_tau_nir`: ``beta = 1 - dt/tau`` -> ``tau_ms = -dt / log(beta)`` (float64)."""
     beta = 1.0 - dt * DT_UNIT / torch.as_tensor(np.asarray(tau_s, dtype=np.float64))
     if bool(((beta <= 0) | (beta >= 1)).any()):
-        raise ConfigError(f"NIR time constants must exceed dt ({dt} ms = {dt * DT_UNIT} s) to import at this dt")
+        raise InputError(f"NIR time constants must exceed dt ({dt} ms = {dt * DT_UNIT} s) to import at this dt")
     return -dt / torch.log(beta)
 
 
@@ -78,7 +79,8 @@ def to_nir(model: torch.nn.Module, dt: float | None = None, config: dict | None 
 
     nir = _nir()
     if not isinstance(model, SpikingNetwork):
-        raise ConfigError("NIR export supports model.type lif (no NIR primitive for gamma buckets)")
+        raise InputError(f"model: NIR export supports a SpikingNetwork (LIF), got {type(model).__name__} (no NIR "
+                         "primitive for gamma buckets)")
     dt = model.dt if dt is None else dt
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array([model.projections[0].n_in])})}
     edges: list[tuple[str, str]] = []
@@ -87,7 +89,8 @@ def to_nir(model: torch.nn.Module, dt: float | None = None, config: dict | None 
     n_layers = len(model.projections)
     for idx, (proj, neuron) in enumerate(zip(model.projections, model.neurons)):
         if proj.kind == "synaptic":
-            raise ConfigError("model.delays synaptic cannot be exported to NIR (its Delay node acts per channel); "
+            raise InputError(f"model: layer {idx + 1} has synaptic delays, which cannot be exported to NIR (its Delay node "
+                         "acts per channel); "
                               "use axonal delays")
         if proj.kind == "axonal":
             nodes[f"delay{idx}"] = nir.Delay(delay=_np(proj.delays.double()) * DT_UNIT,
@@ -131,7 +134,7 @@ def write_nir(model: torch.nn.Module, path: str | Path, dt: float | None = None,
     nir = _nir()
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a file name such as model.nir")
+        raise InputError(f"{path}: is a directory, expected a file name such as model.nir")
     graph = to_nir(model, dt, config)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -152,21 +155,21 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
     nir = _nir()
     if isinstance(graph, (str, Path)):
         if not Path(graph).is_file():
-            raise ConfigError(f"{graph}: NIR file not found")
+            raise InputError(f"{graph}: NIR file not found")
         graph = nir.read(str(graph))
     nodes, edges = graph.nodes, list(graph.edges)
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
-        raise ConfigError(f"NIR graph: expected one Input node, found {len(inputs)}")
+        raise InputError(f"NIR graph: expected one Input node, found {len(inputs)}")
     layers: list[dict[str, Any]] = []
     cur, delay = inputs[0], None
     seen = {cur}
     while True:
         nxt = [s for s in _successors(edges, cur) if s not in seen]
         if not nxt:
-            raise ConfigError(f"NIR graph: node {cur!r} leads nowhere (expected a chain ending in an Output node)")
+            raise InputError(f"NIR graph: node {cur!r} leads nowhere (expected a chain ending in an Output node)")
         if len(nxt) > 1:
-            raise ConfigError(f"NIR graph: node {cur!r} branches into {nxt}; only chains are supported")
+            raise InputError(f"NIR graph: node {cur!r} branches into {nxt}; only chains are supported")
         cur = nxt[0]
         seen.add(cur)
         node = nodes[cur]
@@ -180,53 +183,53 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.LI)):
             v_reset = np.asarray(getattr(node, "v_reset", None) if getattr(node, "v_reset", None) is not None else 0.0)
             if np.any(v_reset != 0):
-                raise ConfigError(f"NIR graph: node {cur!r} resets to v_reset {np.unique(v_reset)[:3].tolist()}; "
+                raise InputError(f"NIR graph: node {cur!r} resets to v_reset {np.unique(v_reset)[:3].tolist()}; "
                                   "spiketime neurons reset to 0 (reset zero) or subtract the threshold, so a nonzero "
                                   "v_reset cannot be imported exactly")
             if not layers or "neuron" in layers[-1]:
-                raise ConfigError(f"NIR graph: neuron node {cur!r} is not preceded by an Affine/Linear node")
+                raise InputError(f"NIR graph: neuron node {cur!r} is not preceded by an Affine/Linear node")
             layers[-1]["neuron"] = node
             loops = [s for s in _successors(edges, cur) if (s, cur) in edges and isinstance(nodes[s], nir.Linear)]
             if loops:
                 layers[-1]["rec"] = nodes[loops[0]]
                 seen.add(loops[0])
         else:
-            raise ConfigError(f"NIR graph: node {cur!r} of type {type(node).__name__} is not supported (expected "
+            raise InputError(f"NIR graph: node {cur!r} of type {type(node).__name__} is not supported (expected "
                               "Delay, Affine, Linear, LIF, CubaLIF, LI)")
     if not layers or any("neuron" not in lay for lay in layers):
-        raise ConfigError("NIR graph: every Affine/Linear node must feed a LIF, CubaLIF or LI node")
+        raise InputError("NIR graph: every Affine/Linear node must feed a LIF, CubaLIF or LI node")
     hidden, readout = layers[:-1], layers[-1]
     if not hidden:
-        raise ConfigError("NIR graph: expected at least one hidden LIF/CubaLIF layer before the readout")
+        raise InputError("NIR graph: expected at least one hidden LIF/CubaLIF layer before the readout")
     if any(isinstance(lay["neuron"], nir.LI) for lay in hidden):
-        raise ConfigError("NIR graph: LI neurons are only supported as the last layer (the readout)")
+        raise InputError("NIR graph: LI neurons are only supported as the last layer (the readout)")
     if readout["delay"] is not None:
-        raise ConfigError(f"NIR graph: Delay node {readout['delay'][0]!r} before the readout is not supported")
+        raise InputError(f"NIR graph: Delay node {readout['delay'][0]!r} before the readout is not supported")
     first = hidden[0]["neuron"]
     meta = dict(graph.metadata.get("spiketime", {})) if isinstance(graph.metadata, dict) else {}
     cfg_dict = json.loads(meta["model"]) if isinstance(meta.get("model"), (str, bytes)) else {}
     delayed = [lay for lay in hidden if lay["delay"] is not None]
     if delayed and len(delayed) != len(hidden):
-        raise ConfigError("NIR graph: Delay nodes on some hidden projections only; spiketime delays every hidden "
+        raise InputError("NIR graph: Delay nodes on some hidden projections only; spiketime delays every hidden "
                           "projection or none")
     thetas = {float(np.unique(np.asarray(lay["neuron"].v_threshold))[0]) for lay in layers
               if not isinstance(lay["neuron"], nir.LI)}
     for lay in layers:
         if not isinstance(lay["neuron"], nir.LI) and np.unique(np.asarray(lay["neuron"].v_threshold)).size != 1:
-            raise ConfigError("NIR graph: spiketime needs one v_threshold for all neurons of a layer")
+            raise InputError("NIR graph: spiketime needs one v_threshold for all neurons of a layer")
     if len(thetas) != 1:
-        raise ConfigError(f"NIR graph: spiketime needs one v_threshold for all layers, found {sorted(thetas)}")
+        raise InputError(f"NIR graph: spiketime needs one v_threshold for all layers, found {sorted(thetas)}")
     for lay in layers:
         nd = lay["neuron"]
         if np.any(np.asarray(nd.v_leak) != 0) or np.any(np.asarray(nd.r) != 1):
-            raise ConfigError("NIR graph: spiketime neurons have v_leak = 0 and r = 1 (see docs/deployment.md)")
+            raise InputError("NIR graph: spiketime neurons have v_leak = 0 and r = 1 (see docs/deployment.md)")
     delay_meta = delayed[0]["delay"][1].metadata if delayed else {}
     max_delay = max((float(np.max(lay["delay"][1].delay)) / DT_UNIT for lay in delayed), default=0.0)
     cuba = isinstance(first, nir.CubaLIF)
     if any(isinstance(lay["neuron"], nir.CubaLIF) != cuba for lay in hidden):
-        raise ConfigError("NIR graph: spiketime needs all hidden layers LIF or all CubaLIF")
+        raise InputError("NIR graph: spiketime needs all hidden layers LIF or all CubaLIF")
     if isinstance(readout["neuron"], nir.CubaLIF):
-        raise ConfigError("NIR graph: a CubaLIF readout is not supported (LI or LIF)")
+        raise InputError("NIR graph: a CubaLIF readout is not supported (LI or LIF)")
     reset = (first.metadata or {}).get("reset", "zero") if hasattr(first, "metadata") else "zero"
     cfg_dict.update(
         hidden=[int(np.asarray(lay["fc"].weight).shape[0]) for lay in hidden],
@@ -238,17 +241,17 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
         delay_max=float(delay_meta.get("delay_max", math.ceil(max_delay / dt) * dt if delayed else 0.0)),
         delay_sigma=float(delay_meta.get("delay_sigma", cfg_dict.get("delay_sigma", 1.0))),
     )
-    known = set(ModelConfig.__dataclass_fields__)
-    cfg = ModelConfig(**{k: v for k, v in cfg_dict.items() if k in known})
+    known = set(inspect.signature(SpikingNetwork).parameters) - {"n_in", "n_out", "dt", "seed"}
+    options = {k: v for k, v in cfg_dict.items() if k in known}
     n_in = int(np.asarray(layers[0]["fc"].weight).shape[1])
     n_out = int(np.asarray(readout["fc"].weight).shape[0])
-    model = SpikingNetwork(n_in, n_out, cfg, dt)
+    model = SpikingNetwork(n_in, n_out, dt=dt, **options)
     with torch.no_grad():
         for idx, lay in enumerate(layers):
             proj, neuron = model.projections[idx], model.neurons[idx]
             w = torch.as_tensor(np.asarray(lay["fc"].weight, dtype=np.float64))
             if tuple(w.shape) != tuple(proj.weight.shape):
-                raise ConfigError(f"NIR graph: layer {idx + 1} weight has shape {tuple(w.shape)}, expected "
+                raise InputError(f"NIR graph: layer {idx + 1} weight has shape {tuple(w.shape)}, expected "
                                   f"{tuple(proj.weight.shape)} (layers must chain)")
             proj.weight.copy_(w)
             if isinstance(lay["fc"], nir.Affine):
@@ -263,14 +266,14 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
                 neuron.log_tau_syn.copy_(torch.log(_tau_ms(nd.tau_syn, dt)))
                 w_in = np.asarray(nd.w_in, dtype=np.float64) * dt * DT_UNIT / np.asarray(nd.tau_syn, dtype=np.float64)
                 if not np.allclose(w_in, 1.0):
-                    raise ConfigError("NIR graph: CubaLIF w_in must equal tau_syn / dt (spiketime's synapse adds its "
+                    raise InputError("NIR graph: CubaLIF w_in must equal tau_syn / dt (spiketime's synapse adds its "
                                       "input unscaled)")
             else:
                 neuron.log_tau_mem.copy_(torch.log(_tau_ms(nd.tau, dt)))
             if "rec" in lay:
                 w_rec = torch.as_tensor(np.asarray(lay["rec"].weight, dtype=np.float64))
                 if bool((w_rec.diagonal() != 0).any()):
-                    raise ConfigError(f"NIR graph: layer {idx + 1}'s recurrent weights have self-connections, "
+                    raise InputError(f"NIR graph: layer {idx + 1}'s recurrent weights have self-connections, "
                                       "which spiketime's recurrent layers exclude")
                 model.recurrents[idx].weight.copy_(w_rec)
                 model.recurrents[idx].mask.fill_(1.0).fill_diagonal_(0.0)

@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spiketime.kernels import cpu, triton_available
+from spiketime.kernels import check_backend, cpu, select
 
 __all__ = [
     "DelayState",
@@ -211,38 +211,47 @@ def axonal_delay(
     sigma: float = 0.0,
     state: DelayState | None = None,
     smooth: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, DelayState]:
     """Axonal delays, one per presynaptic neuron: ``y_i[t] = x_i(t - D_i)``.
 
-    ``x_seq``: ``[T, B, N]``; ``delays``: ``[N]`` in ms.  Returns ``y`` ``[T, B, N]`` and the
-    new state (the last ``taps-1`` steps of ``cat(state.buffer, x_seq)``).  Computed as a
-    depthwise causal ``conv1d`` (``groups=N``) with the kernel of :func:`delay_kernel` (mode ``interp``: as the
-    two gathers of its nonzero taps); on CUDA with Triton, by the gather kernels of
-    :mod:`spiketime.kernels.triton_delay` (same values and gradients).
+    ``x_seq``: ``[T, B, N]``; ``delays``: ``[N]`` in ms (floating point).  Returns ``y`` ``[T, B, N]`` and the
+    new state (the last ``taps-1`` steps of ``cat(state.buffer, x_seq)``).  The reference is a depthwise
+    causal ``conv1d`` (``groups=N``) with the kernel of :func:`delay_kernel`; ``backend`` (op
+    ``"axonal_delay"`` of :func:`spiketime.kernels.select`): ``"auto"`` runs mode ``interp`` as the compiled
+    CPU kernel (:func:`spiketime.kernels.cpu.axonal_interp_c`) or, without it, as the two gathers of its
+    nonzero taps, and on CUDA with Triton (``smooth=False``) the gather kernels of
+    :mod:`spiketime.kernels.triton_delay`; ``"fused"`` demands one of the two kernels (else a one-line
+    ``ValueError``); ``"reference"`` the convolution. All compute the same values and gradients.
     """
+    check_backend(backend)
     _check_mode(mode, sigma)
     _check_taps(taps, mode)
+    _check_dt(dt)
     state = _check_x_state(x_seq, taps, state)
     n = x_seq.shape[2]
-    if not torch.is_tensor(delays) or tuple(delays.shape) != (n,):
+    if not torch.is_tensor(delays) or tuple(delays.shape) != (n,) or not delays.is_floating_point():
         shape = tuple(delays.shape) if torch.is_tensor(delays) else type(delays).__name__
-        raise ValueError(f"delays must have shape [N] = ({n},), got {shape}")
-    if x_seq.is_cuda and not smooth and triton_available():  # fused gather kernel, same values and gradients
+        raise ValueError(f"delays must be a floating-point tensor of shape [N] = ({n},), got {shape}")
+    impl = select("axonal_delay", backend, x_seq.device, x_seq.dtype, mode=mode, smooth=smooth)
+    if impl == "triton":  # fused gather kernel, same values and gradients
         from spiketime.kernels.triton_delay import axonal_delay_triton
 
         y, buffer = axonal_delay_triton(x_seq, delays, dt, taps, mode, sigma, state.buffer)
         return y, DelayState(buffer)
-    if mode == "interp":
-        return _interp_shift(x_seq, state.buffer, delays, dt, taps)
+    if impl in ("c", "gather"):
+        return _interp_shift(x_seq, state.buffer, delays, dt, taps, compiled=impl == "c")
     kernel = delay_kernel(delays, dt, taps, mode, sigma, smooth)  # [N, taps]
     return _causal_conv(x_seq, state.buffer, kernel.unsqueeze(1), groups=n, bias=None)
 
 
-def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps: int) -> tuple[Tensor, DelayState]:
+def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps: int,
+                  compiled: bool | None = None) -> tuple[Tensor, DelayState]:
     """Mode ``interp`` as ``y[t] = (1-f) xp[t-n] + f xp[t-n-1]`` over ``xp = cat(buffer, x_seq)``: the same
     values and gradients as the two nonzero taps of :func:`delay_kernel` in :func:`_causal_conv`, without
-    the ``taps``-wide convolution. Compiled on the CPU (:func:`spiketime.kernels.cpu.axonal_interp_c`),
-    two gathers elsewhere."""
+    the ``taps``-wide convolution. ``compiled``: by the compiled CPU kernel
+    (:func:`spiketime.kernels.cpu.axonal_interp_c`, as :func:`spiketime.kernels.select` chose it), else two
+    gathers; None: the compiled kernel where :func:`spiketime.kernels.cpu.supports` ``x_seq``."""
     T, B, N = x_seq.shape
     buffer = buffer.to(x_seq.dtype)
     d = (delays / dt).clamp(0.0, float(taps - 1))
@@ -250,7 +259,9 @@ def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps
     f = (d - n).to(x_seq.dtype)
     start = (taps - 1) - n.long()  # xp row of x[t - n] at t = 0
     new_buffer = x_seq[T - (taps - 1):] if T >= taps - 1 else torch.cat([buffer[T:], x_seq], dim=0)
-    if x_seq.device.type == "cpu" and cpu.supports(x_seq):
+    if compiled is None:
+        compiled = x_seq.device.type == "cpu" and cpu.supports(x_seq)
+    if compiled:
         return cpu.axonal_interp_c(x_seq, buffer, start, f), DelayState(new_buffer)
     xp = torch.cat([buffer, x_seq], dim=0)  # [taps-1+T, B, N]
     index = (torch.arange(T, device=x_seq.device).unsqueeze(1) + start).unsqueeze(1).expand(T, B, N)
@@ -269,14 +280,18 @@ def synaptic_delay_linear(
     bias: Tensor | None = None,
     state: DelayState | None = None,
     smooth: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, DelayState]:
     """Linear map with one delay per connection: ``I_j[t] = sum_i W_ji x_i(t - D_ji) + b_j``.
 
     ``x_seq``: ``[T, B, N]``; ``weight``, ``delays``: ``[M, N]`` (ms); ``bias``: ``[M]``.
     Returns ``I`` ``[T, B, M]`` and the new state (buffer of the *input*, ``[taps-1, B, N]``).
     One ``conv1d`` with kernel ``W[:, :, None] * delay_kernel(D)`` (``[M, N, taps]``): memory
-    ``O(M N taps)`` for the kernel, no ``[T, B, M, N]`` intermediate.
+    ``O(M N taps)`` for the kernel, no ``[T, B, M, N]`` intermediate. That is the only implementation (op
+    ``"synaptic_delay"`` of :func:`spiketime.kernels.select`): ``backend="auto"``/``"reference"`` run it,
+    ``"fused"`` raises a one-line ``ValueError`` (no fused kernel).
     """
+    check_backend(backend)
     _check_mode(mode, sigma)
     _check_taps(taps, mode)
     state = _check_x_state(x_seq, taps, state)
@@ -291,6 +306,7 @@ def synaptic_delay_linear(
     if bias is not None and (not torch.is_tensor(bias) or tuple(bias.shape) != (m,)):
         shape = tuple(bias.shape) if torch.is_tensor(bias) else type(bias).__name__
         raise ValueError(f"bias must have shape [M] = ({m},), got {shape}")
+    select("synaptic_delay", backend, x_seq.device, x_seq.dtype, mode=mode, smooth=smooth)  # "reference" or raises
     kernel = weight.unsqueeze(-1) * delay_kernel(delays, dt, taps, mode, sigma, smooth).to(weight.dtype)
     if bias is not None:
         bias = bias.to(x_seq.dtype)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from spiketime.functional.lif import decay, scan_decay
-from spiketime.kernels import check_backend
+from spiketime.kernels import check_backend, select
 from spiketime.kernels.lif_scan import lif_scan
 from spiketime.surrogate import FastSigmoid
 
@@ -32,13 +32,15 @@ def li_sequence(x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = N
                 backend: str = "auto") -> tuple[Tensor, LIState]:
     """Run :func:`li_step` over ``x_seq`` [T, B, N]; returns the membrane trace [T, B, N] and final state.
 
-    ``backend`` as in :func:`spiketime.functional.lif.lif_sequence`: the fused path is the LIF scan with
-    no reset and an unreachable threshold (no spikes), i.e. exactly this leaky integrator."""
+    ``backend`` as in :func:`spiketime.functional.lif.lif_sequence` (op ``"li"`` of
+    :func:`spiketime.kernels.select`): the fused path is the LIF scan with no reset and an unreachable
+    threshold (no spikes), i.e. exactly this leaky integrator."""
     if x_seq.dim() != 3:
         raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
     if state is None:
         state = LIState(x_seq.new_zeros(x_seq.shape[1:]))
-    if check_backend(backend) != "reference" and x_seq.shape[0] > 0:
+    check_backend(backend)
+    if x_seq.shape[0] > 0 and select("li", backend, x_seq.device, x_seq.dtype) != "reference":
         beta = scan_decay(tau, dt, x_seq.shape[2], x_seq)
         zeros = torch.zeros_like(state.v)
         _, v, _ = lif_scan(x_seq, beta, None, state.v, zeros, zeros, math.inf, "none", FastSigmoid())

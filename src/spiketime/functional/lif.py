@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from spiketime.kernels import check_backend
+from spiketime.kernels import check_backend, select
 from spiketime.kernels.lif_scan import lif_scan
 from spiketime.surrogate import FastSigmoid, Surrogate, spike
 
@@ -85,15 +85,18 @@ def lif_sequence(
     """Run :func:`lif_step` over ``x_seq`` [T, B, N]; returns spikes [T, B, N], final state (and ``v`` [T, B, N]).
 
     ``backend``: ``"auto"``/``"fused"`` run the fused scan (:mod:`spiketime.kernels.lif_scan`: one op for
-    the whole sequence, hand-written backward); ``"reference"`` steps :func:`lif_step` under autograd.
-    Both compute the same function and gradients."""
+    the whole sequence, hand-written backward: the C kernel, Triton or its PyTorch loop, as
+    :func:`spiketime.kernels.select` decides for op ``"lif"``); ``"reference"`` steps :func:`lif_step` under
+    autograd. Both compute the same function and gradients. An empty sequence (``T = 0``) always takes the
+    reference path."""
     if x_seq.dim() != 3:
         raise ValueError(f"x_seq must be [T, B, N], got shape {tuple(x_seq.shape)}")
     if p.reset not in RESETS:
         raise ValueError(f"reset must be one of {RESETS}, got {p.reset!r}")
     if state is None:
         state = lif_init(x_seq.shape[1], x_seq.shape[2], x_seq)
-    if check_backend(backend) != "reference" and x_seq.shape[0] > 0:
+    check_backend(backend)
+    if x_seq.shape[0] > 0 and select("lif", backend, x_seq.device, x_seq.dtype) != "reference":
         n = x_seq.shape[2]
         beta = scan_decay(p.tau_mem, dt, n, x_seq)
         alpha = None if p.tau_syn is None else scan_decay(p.tau_syn, dt, n, x_seq)

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from spiketime.hardware.fixed_point import HardwareSpec, check_lif_model, hardware_layers, run_fake_quant
+from spiketime.hardware.fixed_point import HardwareSpec, check_lif_model, hardware_layers, integer_delays, run_fake_quant
 from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import footprint_bytes, network_synops, zero_and_total
-from spiketime.hardware.quant import quantize, weight_scale
+from spiketime.functional.quant import quantize, weight_scale
 from spiketime.learning.losses import class_scores
 from spiketime.progress import n_batches, progress_bar
 
@@ -51,7 +51,8 @@ def quantized_weights_model(model: torch.nn.Module, spec: HardwareSpec) -> torch
 def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: HardwareSpec, batch_size: int = 256,
                       integer: bool = False, progress: bool = False, desc: str = "deployed") -> dict[str, Any]:
     """Accuracy of the deployed model on ``data`` (a split with ``x`` [N, T, C], ``y``) and its costs per sample:
-    ``test_accuracy``, ``synops_per_sample``, ``activation_sparsity``, ``footprint_bytes``,
+    ``test_accuracy``, ``synops_per_sample`` (NeuroBench's convention; ``synops_emitted_per_sample``: every
+    emitted spike, :mod:`spiketime.hardware.metrics`), ``activation_sparsity``, ``footprint_bytes``,
     ``hidden_spikes_per_sample``, and for fixed point the fraction of current/membrane updates that saturated.
     ``integer``: run the fixed-point model in the int64 simulator instead of its batched float64 twin (slower,
     the same spikes). ``progress``: a bar ``desc`` over the batches on stderr, gone when done."""
@@ -63,12 +64,14 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
         net = quantized_weights_model(model, spec)
         weights = [p.effective_weight for p in net.projections]
         recurrent = [r.effective_weight for r in net.recurrents]
+        delays = [integer_delays(p) for p in net.projections]  # the deployed whole-step delays
         layers = None
     else:
         layers = hardware_layers(model, spec)
         weights = [lay.q for lay in layers]
         recurrent = [lay.q_rec for lay in layers[:-1]]
-    correct, ops, zeros, total, spikes, saturated, updates = 0, 0, 0, 0, 0.0, 0, 0
+        delays = [lay.delays for lay in layers]
+    correct, ops, ops_emitted, zeros, total, spikes, saturated, updates = 0, 0, 0, 0, 0, 0.0, 0, 0
     for start in progress_bar(progress, desc, n_batches(len(data), batch_size), "batch", leave=False,
                               iterable=range(0, len(data), batch_size)):
         xb = data.x[start:start + batch_size].to(torch.float32).transpose(0, 1).contiguous()  # [T, B, C]
@@ -85,12 +88,13 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
             saturated += sat
             updates += 2 * sum(h.numel() for h in hidden) + 2 * out.numel()
         correct += int((class_scores(out, loss).argmax(dim=1) == y).sum())
-        ops += network_synops(xb, hidden, weights, recurrent)
+        ops += network_synops(xb, hidden, weights, recurrent, delays)
+        ops_emitted += network_synops(xb, hidden, weights, recurrent, convention="emitted")
         z, n = zero_and_total(hidden)
         zeros, total = zeros + z, total + n
         spikes += float(sum(h.sum() for h in hidden))
     n = len(data)
-    res = {"test_accuracy": correct / n, "synops_per_sample": ops / n,
+    res = {"test_accuracy": correct / n, "synops_per_sample": ops / n, "synops_emitted_per_sample": ops_emitted / n,
            "activation_sparsity": zeros / total if total else 1.0,
            "footprint_bytes": footprint_bytes(model, spec.bits, spec.membrane_bits, spec.per_channel),
            "float_footprint_bytes": footprint_bytes(model), "hidden_spikes_per_sample": spikes / n,
@@ -110,13 +114,16 @@ def float_costs(model: torch.nn.Module, data: Any, batch_size: int = 256, progre
     model.eval()
     weights = [p.effective_weight for p in model.projections]
     recurrent = [r.effective_weight for r in model.recurrents]
-    ops, zeros, total = 0, 0, 0
+    delays = [integer_delays(p) for p in model.projections]  # the deployed whole-step delays
+    ops, ops_emitted, zeros, total = 0, 0, 0, 0
     with torch.no_grad():
         for start in progress_bar(progress, desc, n_batches(len(data), batch_size), "batch", leave=False,
                                   iterable=range(0, len(data), batch_size)):
             xb = data.x[start:start + batch_size].to(torch.float32).transpose(0, 1).contiguous()
             _, _, outputs = model.run(xb)
-            ops += network_synops(xb, outputs[:-1], weights, recurrent)
+            ops += network_synops(xb, outputs[:-1], weights, recurrent, delays)
+            ops_emitted += network_synops(xb, outputs[:-1], weights, recurrent, convention="emitted")
             z, t = zero_and_total(outputs[:-1])
             zeros, total = zeros + z, total + t
-    return {"synops_per_sample": ops / len(data), "activation_sparsity": zeros / total if total else 1.0}
+    return {"synops_per_sample": ops / len(data), "synops_emitted_per_sample": ops_emitted / len(data),
+            "activation_sparsity": zeros / total if total else 1.0}

@@ -5,7 +5,7 @@ From a :class:`~spiketime.nn.network.SpikingNetwork` and a :class:`HardwareSpec`
 per-tensor scales, ``membrane_bits`` ``B``), :func:`hardware_layers` derives for every layer (hidden LIF layers
 and the readout):
 
-* integer weights ``q`` and scales ``s_j`` (:mod:`spiketime.hardware.quant`); a recurrent layer's feedforward and
+* integer weights ``q`` and scales ``s_j`` (:mod:`spiketime.functional.quant`); a recurrent layer's feedforward and
   recurrent weights share each neuron's scale (one row ``[W, W_rec]``);
 * integer delays ``d = floor(D / dt + 1/2)`` steps (axonal or synaptic; interp delays lose their fraction);
 * leak shifts ``k`` with ``beta ~ 1 - 2^-k`` (membrane ``k_m``, synapse ``k_s``);
@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from spiketime.config import ConfigError
+from spiketime.errors import InputError
 from spiketime.functional.lif import decay
-from spiketime.hardware.quant import frac_bits_for, leak_shift, qmax, quantize, weight_scale
+from spiketime.functional.quant import frac_bits_for, leak_shift, qmax, quantize, weight_scale
 
 
 SPIKES_HEADROOM = 16  # the current range holds this many simultaneous largest-weight input spikes
@@ -58,7 +58,7 @@ class HardwareSpec:
     def __post_init__(self) -> None:
         qmax(self.bits)
         if self.membrane_bits is not None and not 4 <= self.membrane_bits <= 62:
-            raise ConfigError(f"--membrane-bits: expected an integer in 4..62, got {self.membrane_bits}")
+            raise InputError(f"membrane_bits: expected an integer in 4..62, got {self.membrane_bits}")
 
 
 @dataclass
@@ -92,7 +92,8 @@ def check_lif_model(model: torch.nn.Module) -> None:
     from spiketime.nn.network import SpikingNetwork
 
     if not isinstance(model, SpikingNetwork):
-        raise ConfigError("hardware evaluation supports model.type lif (SpikingGamma has no integer model here)")
+        raise InputError(f"model: hardware evaluation supports a SpikingNetwork (LIF), got {type(model).__name__} "
+                         "(SpikingGamma has no integer model here)")
 
 
 def integer_delays(proj: torch.nn.Module) -> Tensor | None:
@@ -133,7 +134,7 @@ def hardware_layers(model: torch.nn.Module, spec: HardwareSpec) -> list[Hardware
             ratio = float((neuron.theta / s).max())  # theta in units of the largest weight's LSB (F = 0)
             frac = min(frac, frac_bits_for(ratio, B, 1))
             if frac < 0:
-                raise ConfigError(f"--membrane-bits {B}: too few bits for layer {idx + 1} (its threshold is "
+                raise InputError(f"membrane_bits {B}: too few bits for layer {idx + 1} (its threshold is "
                                   f"{ratio:.0f} weight units, more than 2^{B - 2}); use more membrane bits")
             theta = torch.round(neuron.theta / (s * 2.0 ** -frac)).to(torch.int64)
         reset = "none" if readout else neuron.reset

@@ -6,36 +6,17 @@
  * Layout: x, s, v, i, g_* are [T, B*N] contiguous; beta, alpha are [N]; j = b*N + n.
  * g_s or g_v NULL: that gradient is zero (the output was not used). i_all NULL: beta and alpha need no
  * gradient (their sums are returned as zeros).
- * reset: 0 subtract, 1 zero, 2 none. sur: 0 fast_sigmoid, 1 gaussian, 2 arctan, 3 triangle, 4 sigmoid.
+ * reset: 0 subtract, 1 zero, 2 none. sur: the surrogate's code in spiketime.surrogate.TABLE, whose C snippets
+ * are the bodies of sg_grad/sg_prim: surrogates.h is generated from that table by cpu.py (surrogate_header).
  */
 #include <math.h>
 #include <stddef.h>
+#include "surrogates.h"
 
 #define CHUNK 64
 
 #define DEFINE_SCAN(REAL, SUF)                                                                        \
-static inline REAL sg_grad_##SUF(REAL x, int sur, REAL k) {                                          \
-    switch (sur) {                                                                                    \
-    case 0: { REAL d = k * (REAL)fabs((double)x) + (REAL)1; return (REAL)1 / (d * d); }               \
-    case 1: { REAL z = x / k; return (REAL)exp((double)((REAL)-0.5 * z * z)) /                      \
-                                     ((REAL)2.5066282746310002 * k); }                               \
-    case 2: { REAL z = (REAL)1.5707963267948966 * k * x; return (k / (REAL)2) / ((REAL)1 + z * z); } \
-    case 4: { REAL p = (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x)))); return k * p * ((REAL)1 - p); } \
-    default: { REAL g = (REAL)1 - (REAL)fabs((double)x) / k; return (g > 0 ? g : (REAL)0) / k; }     \
-    }                                                                                                 \
-}                                                                                                     \
-static inline REAL sg_prim_##SUF(REAL x, int sur, REAL k) {                                          \
-    switch (sur) {                                                                                    \
-    case 0: return x / ((REAL)1 + k * (REAL)fabs((double)x));                                         \
-    case 1: return (REAL)0.5 * ((REAL)1 + (REAL)erf((double)(x / (k * (REAL)1.4142135623730951))));  \
-    case 2: return (REAL)atan((double)((REAL)1.5707963267948966 * k * x)) / (REAL)3.141592653589793   \
-                   + (REAL)0.5;                                                                       \
-    case 4: return (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x))));                              \
-    default: { REAL u = x / k; u = u < -1 ? -1 : (u > 1 ? 1 : u);                                     \
-               REAL sgn = u > 0 ? (REAL)1 : (u < 0 ? (REAL)-1 : (REAL)0);                             \
-               return (REAL)0.5 + u - sgn * u * u / (REAL)2; }                                        \
-    }                                                                                                 \
-}                                                                                                     \
+SPIKETIME_SURROGATES(REAL, SUF) /* sg_grad_SUF, sg_prim_SUF: surrogates.h */                         \
 static inline REAL spk_##SUF(REAL v, REAL theta, int smooth, int sur, REAL k) {                      \
     return smooth ? sg_prim_##SUF(v - theta, sur, k) : (v > theta ? (REAL)1 : (REAL)0);              \
 }                                                                                                     \

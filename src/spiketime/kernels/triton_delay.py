@@ -223,21 +223,13 @@ def axonal_delay_triton(x_seq: Tensor, delays: Tensor, dt: float, taps: int, mod
     """Axonal delays ``y_i[t] = x_i(t - D_i)`` through the Triton kernels: same values and gradients (in
     ``x_seq``, ``delays`` and ``buffer``) as :func:`~spiketime.functional.delay.axonal_delay` with
     ``smooth=False``. ``buffer``: ``[taps-1, B, N]`` (None: zeros). Returns ``y [T, B, N]`` and the new
-    buffer (the last ``taps - 1`` steps of ``cat(buffer, x_seq)``)."""
-    from spiketime.functional.delay import _check_dt, _check_mode, _check_taps
+    buffer (the last ``taps - 1`` steps of ``cat(buffer, x_seq)``).
 
-    _check_mode(mode, sigma)
-    _check_taps(taps, mode)
-    _check_dt(dt)
-    if not torch.is_tensor(x_seq) or x_seq.dim() != 3:
-        raise ValueError(f"x_seq must have shape [T, B, N], got {tuple(getattr(x_seq, 'shape', ()))}")
+    The arguments are not validated here: :func:`~spiketime.functional.delay.axonal_delay`, the public entry,
+    checks them (mode, taps, dt, shapes) before it dispatches to this kernel."""
     T, B, N = x_seq.shape
-    if not torch.is_tensor(delays) or tuple(delays.shape) != (N,) or not delays.is_floating_point():
-        raise ValueError(f"delays must be a floating-point tensor of shape [N] = ({N},)")
     if buffer is None:
         buffer = x_seq.new_zeros((taps - 1, B, N))
-    elif tuple(buffer.shape) != (taps - 1, B, N):
-        raise ValueError(f"buffer must have shape {(taps - 1, B, N)} = [taps-1, B, N], got {tuple(buffer.shape)}")
     buf = buffer.to(x_seq.dtype)
     y = _AxonalDelay.apply(x_seq, buf, delays, float(dt), int(taps), mode, float(sigma))
     new_buffer = torch.cat([buf[T:], x_seq[max(0, T - (taps - 1)):]], dim=0)

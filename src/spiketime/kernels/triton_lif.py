@@ -1,6 +1,6 @@
 r"""Triton kernels of the fused LIF scan (the CUDA kernels of ``spiketime::lif_scan_fwd``/``lif_scan_bwd``).
 
-Same contract as :func:`spiketime.kernels.lif_scan._fwd_any` / ``_bwd_any`` (equations and the
+Same contract as :func:`spiketime.kernels.lif_loop._fwd_any` / ``_bwd_any`` (equations and the
 adjoint recursion in :mod:`spiketime.kernels.lif_scan`'s docstring); the loop structure and the
 order of every floating-point operation mirror ``lif_scan.c``, and the kernels are compiled with
 ``enable_fp_fusion=False`` (no FMA contraction, IEEE division), so that the forward of the step spike
@@ -30,20 +30,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import linecache
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-SURROGATE_CODES = {"fast_sigmoid": 0, "gaussian": 1, "arctan": 2, "triangle": 3, "sigmoid": 4}
+from spiketime.kernels.lif_loop import _bwd_any, _fwd_any
+from spiketime.surrogate import TABLE
+
 _LOW = (torch.float16, torch.bfloat16)
 _SUPPORTED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MAX_BN = 2**27  # element offsets within 2*CHUNK rows are int32; beyond this the PyTorch loop runs
 
 
 # ---------------------------------------------------------------------------------------------
-# Elementwise helpers (the formulas of spiketime.surrogate / lif_scan.c, same operation order)
+# Elementwise helpers (the surrogates' Triton code is generated from spiketime.surrogate.TABLE)
 # ---------------------------------------------------------------------------------------------
 
 @triton.jit
@@ -84,45 +87,28 @@ def _atan(x):
     return tl.where(x < 0, -y, y)
 
 
-@triton.jit
-def _sg_grad(x, k, SUR: tl.constexpr):
-    """Surrogate derivative at ``x = v - theta`` (``k``: the surrogate's scale)."""
-    if SUR == 0:  # fast sigmoid
-        d = k * tl.abs(x) + 1.0
-        r = _div(1.0, d * d)
-    elif SUR == 1:  # gaussian
-        z = _div(x, k)
-        r = _div(tl.exp(-0.5 * z * z), 2.5066282746310002 * k)
-    elif SUR == 2:  # arctan
-        z = 1.5707963267948966 * k * x
-        r = _div(k * 0.5, 1.0 + z * z)
-    elif SUR == 3:  # triangle
-        g = 1.0 - _div(tl.abs(x), k)
-        r = _div(tl.where(g > 0, g, 0.0), k)
-    else:  # sigmoid
-        p = _div(1.0, 1.0 + tl.exp(-(k * x)))
-        r = k * p * (1.0 - p)
-    return r
+def _surrogate_jit(kind: str) -> triton.JITFunction:
+    """``_sg_grad(x, k, SUR)`` (``kind="grad"``: the surrogate derivative at ``x = v - theta``) or ``_sg_prim``
+    (``"prim"``: the primitive, the smooth spike) as a Triton function: one ``SUR == code`` branch per entry of
+    :data:`spiketime.surrogate.TABLE`, whose body is that entry's Triton snippet (``SUR`` is a constexpr: only
+    the taken branch is compiled; an unknown code leaves ``r`` undefined, a compile error). The source is
+    registered with :mod:`linecache` so that Triton (and its interpreter) can read it like a file's."""
+    name = f"_sg_{kind}"
+    lines = [f"def {name}(x, k, SUR: tl.constexpr):"]
+    for j, entry in enumerate(TABLE.values()):
+        lines.append(f"    {'if' if j == 0 else 'elif'} SUR == {entry.code}:  # {entry.name}")
+        lines += ["        " + line for line in getattr(entry, f"triton_{kind}").splitlines()]
+    lines.append("    return r")
+    src = "\n".join(lines) + "\n"
+    filename = f"<spiketime.surrogate.TABLE: triton_lif.{name}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)  # mtime None: kept by checkcache
+    namespace: dict = {}
+    exec(compile(src, filename, "exec"), globals(), namespace)  # noqa: S102 - our own table's source
+    return triton.jit(namespace[name])
 
 
-@triton.jit
-def _sg_prim(x, k, SUR: tl.constexpr):
-    """The surrogate's primitive (the smooth spike) at ``x = v - theta``."""
-    if SUR == 0:
-        r = _div(x, 1.0 + k * tl.abs(x))
-    elif SUR == 1:
-        r = 0.5 * (1.0 + tl.math.erf(_div(x, k * 1.4142135623730951)))
-    elif SUR == 2:
-        at = _atan(1.5707963267948966 * k * x)
-        r = _div(at, tl.full((), 3.141592653589793, at.dtype)) + 0.5
-    elif SUR == 3:
-        u = _div(x, k)
-        u = tl.where(u < -1.0, -1.0, tl.where(u > 1.0, 1.0, u))
-        sgn = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
-        r = 0.5 + u - sgn * u * u * 0.5
-    else:
-        r = _div(1.0, 1.0 + tl.exp(-(k * x)))
-    return r
+_sg_grad = _surrogate_jit("grad")
+_sg_prim = _surrogate_jit("prim")
 
 
 @triton.jit
@@ -466,13 +452,12 @@ def _tl_dtype(dt: torch.dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# Entry points (the contract of lif_scan._fwd_any / _bwd_any)
+# Entry points (the contract of lif_loop._fwd_any / _bwd_any)
 # ---------------------------------------------------------------------------------------------
 
 def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset):
-    """Forward scan: ``(s [T,B,N] in x's dtype, v, i (or empty), i_T)`` in the compute dtype."""
-    from spiketime.kernels.lif_scan import _fwd_any
-
+    """Forward scan: ``(s [T,B,N] in x's dtype, v, i (or empty), i_T)`` in the compute dtype (what the kernel
+    does not cover, ``T = 0``, a huge ``B*N`` or another dtype, runs :func:`~spiketime.kernels.lif_loop._fwd_any`)."""
     ct = torch.promote_types(x.dtype, beta.dtype)
     T, B, N = x.shape
     if T == 0 or not 0 < B * N < _MAX_BN or x.dtype not in _SUPPORTED or ct not in _SUPPORTED:
@@ -491,7 +476,7 @@ def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, sca
         _lif_fwd_kernel[(triton.cdiv(bn, block),)](
             x, beta_c, alpha_c, v0c, i0c, s0c, s, v, i if alpha is not None else v, i_T,
             T, bn, N, float(theta), float(scale),
-            RESET=int(reset), SUR=SURROGATE_CODES[surrogate], SMOOTH=bool(smooth), SYN=alpha is not None,
+            RESET=int(reset), SUR=TABLE[surrogate].code, SMOOTH=bool(smooth), SYN=alpha is not None,
             CT=_tl_dtype(ct), LOWP=ct in _LOW, BLOCK=block, CHUNK=chunk,
             num_warps=warps, enable_fp_fusion=False,
         )
@@ -503,8 +488,6 @@ def lif_scan_bwd_triton(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, t
     """Backward scan: gradients of ``x`` (compute dtype), ``beta, alpha`` (empty without a synapse),
     ``v0, i0, s0``. An empty ``g_s`` or ``g_v`` is a zero gradient and is not read; an empty ``i_all``
     means that the decays need no gradient (zeros are returned for them, and no current is read)."""
-    from spiketime.kernels.lif_scan import _bwd_any
-
     ct = v_seq.dtype
     T, B, N = v_seq.shape
     if T == 0 or not 0 < B * N < _MAX_BN or ct not in _SUPPORTED or any(
@@ -530,7 +513,7 @@ def lif_scan_bwd_triton(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, t
             g_s, g_v, g_iTc, v_seq, i_all, beta_c, alpha_c, v0c, i0c, s0c,
             g_x, g_beta_bn if dec else g_v0, g_alpha_bn if g_alpha_bn is not None else g_v0, g_v0, g_i0, g_s0,
             T, bn, N, float(theta), float(scale),
-            RESET=int(reset), SUR=SURROGATE_CODES[surrogate], SMOOTH=bool(smooth), DETACH=bool(detach_reset),
+            RESET=int(reset), SUR=TABLE[surrogate].code, SMOOTH=bool(smooth), DETACH=bool(detach_reset),
             SYN=alpha is not None, GS=has_gs, GV=has_gv, DEC=dec, CT=_tl_dtype(ct), BLOCK=block, CHUNK=chunk,
             num_warps=warps, enable_fp_fusion=False,
         )

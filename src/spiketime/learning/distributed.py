@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from spiketime.config import ConfigError
+from spiketime.errors import InputError
 
 ENV_KEYS = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 
@@ -53,10 +53,10 @@ def _env_int(key: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"environment variable {key}={raw!r}: expected an integer (set by torchrun)") from None
+        raise InputError(f"environment variable {key}={raw!r}: expected an integer (set by torchrun)") from None
 
 
-def env_world(device: str = "cpu") -> World:
+def env_world(device: str = "cpu", key: str = "device") -> World:
     """The world described by torchrun's environment variables; ``device`` is resolved per rank (CUDA:
     ``cuda`` -> ``cuda:LOCAL_RANK``)."""
     size = _env_int("WORLD_SIZE", 1)
@@ -64,34 +64,34 @@ def env_world(device: str = "cpu") -> World:
         return World(device=device)
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < size:
-        raise ConfigError(f"environment variable RANK={rank}: expected 0 <= RANK < WORLD_SIZE={size}")
+        raise InputError(f"environment variable RANK={rank}: expected 0 <= RANK < WORLD_SIZE={size}")
     dev = torch.device(device)
     if dev.type == "cuda":
         if dev.index is not None:
-            raise ConfigError(f"train.device: expected cuda (each rank uses cuda:LOCAL_RANK) under torchrun, "
+            raise InputError(f"{key}: expected cuda (each rank uses cuda:LOCAL_RANK) under torchrun, "
                               f"got {device!r}")
         device = f"cuda:{local_rank}"
     elif dev.type != "cpu":
-        raise ConfigError(f"train.device: expected cpu or cuda under torchrun, got {device!r}")
+        raise InputError(f"{key}: expected cpu or cuda under torchrun, got {device!r}")
     return World(size=size, rank=rank, local_rank=local_rank, device=device)
 
 
-def check_device(device: str, key: str = "train.device") -> None:
-    """A one-line :class:`ConfigError` naming ``key`` unless ``device`` is ``cpu``, or ``cuda`` / ``cuda:N`` that
+def check_device(device: str, key: str = "device") -> None:
+    """A one-line :class:`InputError` naming ``key`` unless ``device`` is ``cpu``, or ``cuda`` / ``cuda:N`` that
     this torch build and machine have."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{key}: expected cpu, cuda or cuda:N, got {device!r}")
+        raise InputError(f"{key}: expected cpu, cuda or cuda:N, got {device!r}")
     if dev.type == "cpu":
         return
     if not torch.cuda.is_available():
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-        raise ConfigError(f"{key}: {device!r} requested, but {why} (torch {torch.__version__}); use {key}=cpu")
+        raise InputError(f"{key}: {device!r} requested, but {why} (torch {torch.__version__}); use {key}=cpu")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"{key}: {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA "
+        raise InputError(f"{key}: {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA "
                           f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
 
 
@@ -101,13 +101,13 @@ def backend_for(device: str) -> str:
 
 
 @contextmanager
-def session(device: str = "cpu") -> Iterator[World]:
+def session(device: str = "cpu", key: str = "device") -> Iterator[World]:
     """Join the torchrun process group for the duration of the block (no-op in a single process).
 
     A process group that is already initialised (e.g. by the caller's own script) is used as is and left
     open; one created here is destroyed at the end, also on errors.
     """
-    world = env_world(device)
+    world = env_world(device, key)
     if not world.active:
         yield world
         return
@@ -118,7 +118,7 @@ def session(device: str = "cpu") -> Iterator[World]:
         dist.init_process_group(backend=backend_for(world.device), rank=world.rank, world_size=world.size)
         created = True
     elif dist.get_world_size() != world.size or dist.get_rank() != world.rank:
-        raise ConfigError(f"process group has rank {dist.get_rank()} of {dist.get_world_size()}, the environment "
+        raise InputError(f"process group has rank {dist.get_rank()} of {dist.get_world_size()}, the environment "
                           f"says RANK={world.rank} of WORLD_SIZE={world.size}")
     try:
         yield world

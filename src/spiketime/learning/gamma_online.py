@@ -22,13 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiketime.config import Config, ConfigError
 from spiketime.learning.losses import spike_rate
 from spiketime.learning.online import check_update_every, optimizer_step
 from spiketime.learning.sam import perturbed
-from spiketime.progress import EpochMonitor, n_batches
+from spiketime.progress import EpochMonitor
 
-__all__ = ["gamma_online_gradients", "run_sequence", "train_epoch"]
+__all__ = ["gamma_online_gradients", "run_sequence"]
 
 
 def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0,
@@ -40,7 +39,7 @@ def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float
     parameter changes. ``sam_rho > 0`` (with an optimizer): at each update the steps since the last one are run
     again from their starting state at the SAM/ASAM-perturbed weights (:mod:`spiketime.learning.sam`), and the
     optimiser steps with that gradient. ``monitor`` (a training epoch's): told every time step, and checks the
-    loss so far before every optimiser step (raises :class:`~spiketime.learning.losses.TrainingDiverged` when it
+    loss so far before every optimiser step (raises :class:`~spiketime.errors.TrainingDiverged` when it
     is not finite). Returns (sum over the batch of each sample's loss ``sum_t L_t``, number of updates)."""
     if x.dim() != 3:
         raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
@@ -90,27 +89,3 @@ def gamma_online_gradients(model: nn.Module, x: Tensor, target: Tensor, gain_wei
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return grads
-
-
-def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
-                device: str | None = None, progress: bool = False) -> float:
-    """One epoch of ``gamma_online`` (same batch order as BPTT's epoch); returns the mean training loss
-    (``per_step`` cross-entropy plus the gain term). ``progress``: a bar over the batches (and the time steps of
-    each) on stderr; a nan/inf loss raises :class:`~spiketime.learning.losses.TrainingDiverged` before the
-    optimiser steps with it."""
-    from spiketime.learning.trainer import batches, epoch_generator, epoch_mean_loss, time_major
-
-    t = cfg.train
-    if t.loss != "per_step":
-        raise ConfigError("train.loss: expected per_step with train.learner gamma_online")
-    device = device or t.device
-    model.train()
-    total = 0.0
-    monitor = EpochMonitor(progress, epoch + 1, n_batches(len(data), t.batch_size))
-    for idx in monitor.over(batches(len(data), t.batch_size, epoch_generator(t.seed, epoch))):
-        x, y = time_major(data.x[idx], device), data.y[idx].to(device)
-        loss_sum = run_sequence(model, x, y, t.gain_weight, t.update_every, opt, t.grad_clip, t.sam_rho,
-                                t.sam_adaptive, monitor)[0]
-        total += loss_sum
-        monitor.done(loss_sum, len(idx))
-    return epoch_mean_loss(total, len(data), epoch)

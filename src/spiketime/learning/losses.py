@@ -14,20 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spiketime.errors import TrainingDiverged  # noqa: F401  (raised by every learner; importable from here too)
+
 LOSSES = ("max", "mean", "last", "per_step", "spike_count")
-
-
-class TrainingDiverged(FloatingPointError):
-    """A training loss became nan or inf: ``value``, in 1-based ``epoch`` and (when known) ``batch`` of
-    ``batches``. Every learner raises it before the optimiser steps with that batch's gradient."""
-
-    def __init__(self, value: float, epoch: int, batch: int | None = None, batches: int | None = None) -> None:
-        where = f"epoch {epoch}" if batch is None else f"epoch {epoch}, batch {batch} of {batches}"
-        super().__init__(f"training loss became {value} in {where}; lower train.lr")
-        self.value, self.epoch, self.batch, self.batches = value, epoch, batch, batches
-
-    def __reduce__(self) -> tuple:  # picklable (sweep workers, torchrun ranks) with its attributes
-        return type(self), (self.value, self.epoch, self.batch, self.batches)
 
 
 def class_scores(y: Tensor, loss: str) -> Tensor:

@@ -51,20 +51,20 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiketime.config import Config, ConfigError
+from spiketime.errors import InputError
 from spiketime.functional.delay import delay_kernel
 from spiketime.functional.li import LIState, li_step
 from spiketime.functional.lif import LIFState, decay, lif_init, lif_step
 from spiketime.kernels.sparse import linear
-from spiketime.learning.sam import perturbed
+from spiketime.learning.sam import SAM, perturbed
 from spiketime.nn.layers import LI, LIF
-from spiketime.progress import EpochMonitor, n_batches
+from spiketime.progress import EpochMonitor
 
 FEEDBACKS = ("symmetric", "random")
 _SMALL = 1 << 20  # traces up to this many elements are contracted with the learning signal by a broadcast product
 
 __all__ = ["FEEDBACKS", "OnlineLearner", "OnlineResult", "check_update_every", "kernel_and_derivative",
-           "online_gradients", "optimizer_step", "train_epoch"]
+           "online_gradients", "optimizer_step"]
 
 
 def kernel_and_derivative(delays: Tensor, dt: float, taps: int, mode: str, sigma: float) -> tuple[Tensor, Tensor]:
@@ -87,7 +87,7 @@ def check_update_every(update_every: Any) -> None:
     """``train.update_every`` of an online learner: None (once per sequence) or an integer >= 1."""
     if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
                                      or update_every < 1):
-        raise ConfigError(f"train.update_every: expected null or an integer >= 1, got {update_every!r}")
+        raise InputError(f"update_every: expected None or an integer >= 1, got {update_every!r}")
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
@@ -202,36 +202,39 @@ class OnlineLearner:
 
     def __init__(self, model: nn.Module, feedback: str = "symmetric", update_every: int | None = None,
                  seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False) -> None:
+                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False,
+                 sam: SAM | None = None) -> None:
         if feedback not in FEEDBACKS:
-            raise ConfigError(f"train.feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
+            raise InputError(f"feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
         check_update_every(update_every)
         self.model, self.feedback, self.update_every = model, feedback, update_every
         self.optimizer, self.grad_clip = optimizer, grad_clip
+        if sam is not None:  # a SAM wrapper (spiketime.learning.sam.SAM) stands for sam_rho, sam_adaptive
+            sam_rho, sam_adaptive = sam.rho, sam.adaptive
         self.sam_rho, self.sam_adaptive = sam_rho, sam_adaptive
         projs, neurons = list(model.projections), list(model.neurons)
         readout = neurons[-1]
         if not isinstance(readout, LI):
-            raise ConfigError("model.readout: expected li with train.learner online (the rule needs a loss on a "
+            raise InputError("OnlineLearner: the readout must be an LI layer (readout='li'; the rule needs a loss on a "
                               "leaky-integrator readout at every step)")
         beta_o = decay(readout.log_tau.detach().exp(), model.dt)
         if not bool((beta_o == beta_o.reshape(-1)[0]).all()):
-            raise ConfigError("model.tau_out: the online learner needs one readout time constant shared by all "
+            raise InputError("OnlineLearner: the readout needs one time constant (tau_out) shared by all "
                               "readout neurons (the eligibilities are filtered by it once)")
         if readout.log_tau.requires_grad:
-            raise ConfigError("model.tau_out: the online learner cannot learn the readout time constant")
+            raise InputError("OnlineLearner: the readout time constant (tau_out) must not be learnable")
         self.beta_o = float(beta_o.reshape(-1)[0])
         self.readout, self.readout_proj = readout, projs[-1]
         if getattr(self.readout_proj, "bias", None) is not None:
-            raise ConfigError("online learner: readout biases are not supported")
+            raise InputError("online learner: readout biases are not supported")
         recs = list(getattr(model, "recurrents", []))
         self.layers: list[_Layer] = []
         handled = {id(self.readout_proj.weight)}
         for idx, (proj, neuron) in enumerate(zip(projs[:-1], neurons[:-1])):
             if not isinstance(neuron, LIF):
-                raise ConfigError(f"online learner: hidden layer {idx + 1} is not a LIF layer")
+                raise InputError(f"online learner: hidden layer {idx + 1} is not a LIF layer")
             if getattr(proj, "bias", None) is not None:
-                raise ConfigError("online learner: projection biases are not supported")
+                raise InputError("online learner: projection biases are not supported")
             rec = recs[idx] if idx < len(recs) else None
             learn: dict[str, nn.Parameter] = {}
             for name, p in (("weight", proj.weight), ("delays", getattr(proj, "delays", None)),
@@ -244,7 +247,7 @@ class OnlineLearner:
                                       rec_cols=None if rec is None else mask_columns(rec)))
         missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in handled]
         if missing:
-            raise ConfigError(f"online learner: no rule for parameter(s) {', '.join(missing)}")
+            raise InputError(f"online learner: no rule for parameter(s) {', '.join(missing)}")
         w_o = self.readout_proj.weight
         self.dtype, self.device = w_o.dtype, w_o.device
         self.n_out = w_o.shape[0]
@@ -556,7 +559,7 @@ class OnlineLearner:
         ``callback(learner)`` is called after every update. The state (traces, buffers) is kept until the next
         run or :meth:`release`, so that :meth:`state_bytes` can be read. ``monitor`` (a training epoch's):
         told every time step, and checks the loss so far before every optimiser step (raises
-        :class:`~spiketime.learning.losses.TrainingDiverged` when it is not finite)."""
+        :class:`~spiketime.errors.TrainingDiverged` when it is not finite)."""
         if x.dim() != 3:
             raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
         x = x.to(device=self.device, dtype=self.dtype)
@@ -605,26 +608,3 @@ def online_gradients(model: nn.Module, x: Tensor, target: Tensor, feedback: str 
     model.zero_grad(set_to_none=True)
     OnlineLearner(model, feedback=feedback, seed=seed).run(x, target)
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
-def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Any, cfg: Config, epoch: int,
-                device: str | None = None, progress: bool = False) -> float:
-    """One epoch of online learning (same batch order as BPTT's epoch); returns the mean ``per_step`` loss.
-    ``progress``: a bar over the batches (and the time steps of each) on stderr; a nan/inf loss raises
-    :class:`~spiketime.learning.losses.TrainingDiverged` before the optimiser steps with it."""
-    from spiketime.learning.trainer import batches, epoch_generator, epoch_mean_loss, time_major
-
-    t = cfg.train
-    device = device or t.device
-    model.train()
-    learner = OnlineLearner(model, feedback=t.feedback, update_every=t.update_every, seed=t.seed, optimizer=opt,
-                            grad_clip=t.grad_clip, sam_rho=t.sam_rho, sam_adaptive=t.sam_adaptive)
-    total = 0.0
-    monitor = EpochMonitor(progress, epoch + 1, n_batches(len(data), t.batch_size))
-    for idx in monitor.over(batches(len(data), t.batch_size, epoch_generator(t.seed, epoch))):
-        x, y = time_major(data.x[idx], device), data.y[idx].to(device)
-        loss_sum = learner.run(x, y, monitor=monitor).loss_sum
-        total += loss_sum
-        monitor.done(loss_sum, len(idx))
-    learner.release()
-    return epoch_mean_loss(total, len(data), epoch)

@@ -1,5 +1,5 @@
 r"""Sharpness-aware minimisation (SAM, Foret et al. 2021) and its adaptive form (ASAM, Kwon et al. 2021) for every
-learner that yields gradients (``train.sam_rho``, ``train.sam_adaptive``; seed 004's SAST is SAM on a
+learner that yields gradients (:class:`SAM`; the application's ``train.sam_rho``, ``train.sam_adaptive``; seed 004's SAST is SAM on a
 surrogate-forward network).
 
 One update from the gradient ``g = dL/dw`` at the weights ``w``::
@@ -16,6 +16,7 @@ independent of the sequence length).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -60,3 +61,25 @@ def perturbed(model: nn.Module, rho: float, adaptive: bool = False) -> Iterator[
         with torch.no_grad():
             for p, w in zip(params, saved):
                 p.copy_(w)
+
+
+class SAM:
+    """SAM (``adaptive=False``) or ASAM of radius ``rho``, for any learner: :func:`spiketime.learning.bptt.bptt_step`,
+    :class:`~spiketime.learning.online.OnlineLearner` and
+    :class:`~spiketime.learning.gamma_online.GammaOnlineLearner` take it as ``sam=``. ``rho = 0`` is the plain
+    optimiser. Use it by hand as ``with sam.perturbed(model): <recompute the gradient>`` after a first backward."""
+
+    def __init__(self, rho: float, adaptive: bool = False) -> None:
+        if not rho >= 0:
+            raise ValueError(f"SAM radius rho must be >= 0, got {rho!r}")
+        self.rho, self.adaptive = float(rho), bool(adaptive)
+
+    def __bool__(self) -> bool:
+        return self.rho > 0
+
+    def __repr__(self) -> str:
+        return f"SAM(rho={self.rho}, adaptive={self.adaptive})"
+
+    def perturbed(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        """:func:`perturbed` at this radius (a no-op context when ``rho`` is 0)."""
+        return perturbed(model, self.rho, self.adaptive) if self.rho > 0 else contextlib.nullcontext()

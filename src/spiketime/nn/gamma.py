@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiketime.config import GAMMA_MIN_LOG_RATIO
 from spiketime.functional.gamma import BucketState, bucket_decays, bucket_sequence, bucket_step, power_law_taus
 from spiketime.functional.sigma_delta import (
     SigmaDeltaParams,
@@ -25,7 +24,7 @@ from spiketime.functional.sigma_delta import (
 from spiketime.functional.sigma_delta import detach_state as detach_neuron_state
 
 BUCKET_WEIGHTS = ("neuron", "synapse")
-MIN_LOG_RATIO = GAMMA_MIN_LOG_RATIO  # log(tau_{k+1} / tau_k) >= 1e-3: taus stay >= 0.1 % apart, even in float32
+MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) >= 1e-3: taus stay >= 0.1 % apart, even in float32
 
 
 def _inv_softplus(z: float) -> float:
@@ -258,7 +257,8 @@ class GammaNetwork(nn.Module):
     """``input -> [GammaConv2d + sigma-delta] x len(conv) -> [GammaDense + sigma-delta] x len(hidden) ->
     GammaDense readout (no neuron)``.
 
-    ``forward(x_seq [T, B, n_in]) -> (logits [T, B, n_out], hidden spikes [T, B, n] per layer)``. The readout's
+    ``forward(x_seq [T, B, n_in], state=None) -> (logits [T, B, n_out], state)``; ``return_spikes=True`` adds the
+    hidden spikes ``[T, B, n]`` per layer. The readout's
     logits are its current ``x`` at every step. With ``conv`` (output channels per convolutional layer) the input
     is an image flattened from ``input_shape = (C, H, W)`` (``n_in = C H W``); each convolution has a
     ``conv_kernel`` square kernel, stride ``conv_stride`` and padding ``conv_kernel // 2``, and its output is
@@ -350,10 +350,12 @@ class GammaNetwork(nn.Module):
         outputs = [torch.cat(layer) for layer in zip(*chunks)]
         return outputs[-1], state, outputs
 
-    def forward(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, list[Tensor]]:
-        """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], hidden spikes list)."""
-        logits, _, outputs = self.run(x_seq, state)
-        return logits, outputs[:-1]
+    def forward(self, x_seq: Tensor, state: tuple | None = None, return_spikes: bool = False
+                ) -> tuple[Tensor, tuple] | tuple[Tensor, tuple, list[Tensor]]:
+        """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], final state), the network contract; with
+        ``return_spikes`` also the hidden spike trains (a list, one ``[T, B, n]`` per hidden layer)."""
+        logits, state, outputs = self.run(x_seq, state)
+        return (logits, state, outputs[:-1]) if return_spikes else (logits, state)
 
     def step(self, x: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
         """One step: ``x`` [B, n_in] -> (logits [B, n_out], state, [hidden spikes [B, n] per layer, logits])."""

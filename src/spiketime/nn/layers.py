@@ -15,7 +15,7 @@ from spiketime.functional.delay import (
 )
 from spiketime.functional.li import LIState, li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence
-from spiketime.hardware.quant import fake_quantize
+from spiketime.functional.quant import fake_quantize
 from spiketime.kernels import check_backend
 from spiketime.kernels.sparse import linear
 from spiketime.surrogate import FastSigmoid, Surrogate
@@ -111,6 +111,9 @@ class DelayedLinear(nn.Module):
     pass uses :attr:`effective_weight` (``weight * mask``), so masked weights get zero gradient, and
     :meth:`project_` zeroes them again after each optimiser step. Init: ``W ~ N(0, s^2)``,
     ``s = weight_scale / sqrt(k)`` (``k = n_in`` when dense), masked entries 0.
+
+    ``backend`` (``auto | fused | reference``) is passed to the delay op and to the projection
+    (:func:`spiketime.kernels.select` decides their implementations).
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class DelayedLinear(nn.Module):
         density: float = 1.0,
         weight_bits: int | None = None,
         per_channel: bool = True,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)  # kernels for the delays and the projection (spiketime.kernels)
         if delays not in DELAY_KINDS:
             raise ValueError(f"delays must be one of {DELAY_KINDS}, got {delays!r}")
         if delay_mode not in DELAY_MODES:
@@ -178,12 +183,13 @@ class DelayedLinear(nn.Module):
     def forward(self, x_seq: Tensor, state: DelayState | None = None) -> tuple[Tensor, DelayState | None]:
         w = self.effective_weight
         if self.kind == "none":
-            return linear(x_seq, w, self.bias), None
+            return linear(x_seq, w, self.bias, backend=self.backend), None
         if self.kind == "axonal":
-            xd, state = axonal_delay(x_seq, self.delays, self.dt, self.taps, self.mode, self.sigma, state)
-            return linear(xd, w, self.bias), state
+            xd, state = axonal_delay(x_seq, self.delays, self.dt, self.taps, self.mode, self.sigma, state,
+                                     backend=self.backend)
+            return linear(xd, w, self.bias, backend=self.backend), state
         return synaptic_delay_linear(
-            x_seq, w, self.delays, self.dt, self.taps, self.mode, self.sigma, self.bias, state
+            x_seq, w, self.delays, self.dt, self.taps, self.mode, self.sigma, self.bias, state, backend=self.backend
         )
 
 

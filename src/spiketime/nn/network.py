@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from spiketime.config import ModelConfig
+from spiketime.errors import InputError
 from spiketime.functional.lif import lif_sequence_recurrent
 from spiketime.nn.layers import LI, LIF, DelayedLinear, Recurrent
-from spiketime.surrogate import Sigmoid, make_surrogate
+from spiketime.surrogate import Sigmoid, Surrogate, make_surrogate
 
 
 class SpikingNetwork(nn.Module):
@@ -19,54 +20,71 @@ class SpikingNetwork(nn.Module):
     (``readout="lif"``). ``forward`` returns the readout trace ``[T, B, classes]`` and the state, a tuple
     with one ``(projection_state, neuron_state)`` pair per layer.
 
-    ``cfg.recurrent``: every hidden layer ``l`` also gets recurrent weights ``recurrents[l]``
+    ``recurrent``: every hidden layer ``l`` also gets recurrent weights ``recurrents[l]``
     (:class:`Recurrent`): ``I[t] = W x[t - D] + W_rec s[t-1]`` with the layer's own spikes of the previous
     step, no delay, no self-connections (run by :func:`lif_sequence_recurrent`, the step-by-step autograd
     path). Their init std is ``0.5 * weight_scale * theta / ((1 - beta) sqrt(fan_in))``: half the
     feedforward gain, so that recurrence starts quiet. ``recurrents`` is an empty ModuleList otherwise.
-    ``cfg.density < 1``: every hidden projection (input -> hidden, hidden -> hidden, recurrent) keeps a fixed
+    ``density < 1``: every hidden projection (input -> hidden, hidden -> hidden, recurrent) keeps a fixed
     random fraction ``density`` of its connections, the same fan-in for every neuron (buffers ``mask``); the
     readout projection stays dense. The generator draws, in order, per hidden layer: feedforward weights,
     delays, feedforward mask (if sparse), recurrent weights and mask (if recurrent); then the readout weights
     (so ``recurrent=False, density=1`` builds exactly the network of earlier versions).
-    ``cfg.spike == "surrogate_forward"``: every LIF layer emits ``sigmoid(spike_steepness * (v - theta))`` instead of
+    ``spike == "surrogate_forward"``: every LIF layer emits ``sigmoid(spike_steepness * (v - theta))`` instead of
     ``H(v - theta)`` (smooth network, exact gradient); rebuilt with ``spike: hard`` from the same weights it is the
-    hard-threshold network of deployment (``spiketime eval --hard``). ``cfg.weight_bits``: every weight matrix
+    hard-threshold network of deployment (``spiketime eval --hard``). ``weight_bits``: every weight matrix
     (readout included) is used in its fake-quantised form (quantisation-aware training; docs/deployment.md).
     """
 
-    def __init__(self, n_in: int, n_out: int, cfg: ModelConfig, dt: float, seed: int = 0) -> None:
+    def __init__(self, n_in: int, n_out: int, hidden: Sequence[int] = (128,), dt: float = 1.0, *,
+                 delays: str = "axonal", delay_mode: str = "interp", delay_max: float = 30.0, delay_sigma: float = 1.0,
+                 delay_init: Sequence[float] = (0.0, 1.0), tau_mem: float = 10.0, learn_tau: bool = True,
+                 tau_syn: float | None = 5.0, tau_out: float = 10.0, reset: str = "subtract", theta: float = 1.0,
+                 surrogate: str | Surrogate = "fast_sigmoid", surrogate_scale: float | None = None,
+                 spike: str = "hard", spike_steepness: float = 5.0, weight_bits: int | None = None,
+                 weight_quant: str = "per_channel", weight_scale: float = 1.0, readout: str = "li",
+                 backend: str = "auto", recurrent: bool = False, density: float = 1.0, seed: int = 0) -> None:
         super().__init__()
+        for name, value, allowed in (("delays", delays, ("none", "axonal", "synaptic")), ("readout", readout, ("li", "lif")),
+                                     ("spike", spike, ("hard", "surrogate_forward")),
+                                     ("weight_quant", weight_quant, ("per_tensor", "per_channel"))):
+            if value not in allowed:
+                raise InputError(f"SpikingNetwork {name}: expected one of {', '.join(allowed)}, got {value!r}")
+        if not hidden or any(int(h) < 1 for h in hidden):
+            raise InputError(f"SpikingNetwork hidden: expected one or more layer sizes >= 1, got {list(hidden)!r}")
         g = torch.Generator().manual_seed(seed)
-        smooth = cfg.spike == "surrogate_forward"
-        quant = {"weight_bits": cfg.weight_bits, "per_channel": cfg.weight_quant == "per_channel"}
-        surrogate = Sigmoid(cfg.spike_steepness) if smooth else make_surrogate(cfg.surrogate, cfg.surrogate_scale)
+        smooth = spike == "surrogate_forward"
+        quant = {"weight_bits": weight_bits, "per_channel": weight_quant == "per_channel"}
+        if smooth:
+            surrogate = Sigmoid(spike_steepness)
+        elif isinstance(surrogate, str):
+            surrogate = make_surrogate(surrogate, surrogate_scale)
         self.dt = dt
-        self.recurrent = bool(cfg.recurrent)
+        self.recurrent = bool(recurrent)
         self.projections = nn.ModuleList()
         self.neurons = nn.ModuleList()
         self.recurrents = nn.ModuleList()
-        sizes = [n_in, *cfg.hidden]
+        sizes = [n_in, *map(int, hidden)]
         # A spike moves the membrane by (1 - beta) * w: scale weights so that weight_scale is in
         # units of the threshold per (fan_in-normalised) input spike.
-        gain = cfg.theta / -math.expm1(-dt / cfg.tau_mem)
+        gain = theta / -math.expm1(-dt / tau_mem)
         for a, b in zip(sizes[:-1], sizes[1:]):
             self.projections.append(
-                DelayedLinear(a, b, dt, cfg.delays, cfg.delay_max, cfg.delay_mode, cfg.delay_sigma,
-                              tuple(cfg.delay_init), cfg.weight_scale * gain, generator=g, density=cfg.density, **quant)
+                DelayedLinear(a, b, dt, delays, delay_max, delay_mode, delay_sigma,
+                              tuple(delay_init), weight_scale * gain, generator=g, density=density, **quant)
             )
             if self.recurrent:
-                self.recurrents.append(Recurrent(b, cfg.density, 0.5 * cfg.weight_scale * gain, generator=g, **quant))
-            self.neurons.append(LIF(b, dt, cfg.tau_mem, cfg.learn_tau, cfg.tau_syn, cfg.theta, cfg.reset, surrogate,
-                                    backend=cfg.backend, smooth=smooth))
-        out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
-        self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=cfg.weight_scale * out_gain,
+                self.recurrents.append(Recurrent(b, density, 0.5 * weight_scale * gain, generator=g, **quant))
+            self.neurons.append(LIF(b, dt, tau_mem, learn_tau, tau_syn, theta, reset, surrogate,
+                                    backend=backend, smooth=smooth))
+        out_gain = theta / -math.expm1(-dt / tau_out)
+        self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=weight_scale * out_gain,
                                               generator=g, **quant))
-        if cfg.readout == "li":
-            self.neurons.append(LI(n_out, dt, cfg.tau_out, backend=cfg.backend))
+        if readout == "li":
+            self.neurons.append(LI(n_out, dt, tau_out, backend=backend))
         else:
-            self.neurons.append(LIF(n_out, dt, cfg.tau_out, cfg.learn_tau, None, cfg.theta, cfg.reset, surrogate,
-                                    backend=cfg.backend, smooth=smooth))
+            self.neurons.append(LIF(n_out, dt, tau_out, learn_tau, None, theta, reset, surrogate,
+                                    backend=backend, smooth=smooth))
 
     def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
         """Forward pass that also returns every layer's output sequence (hidden spikes, readout)."""
@@ -91,9 +109,12 @@ class SpikingNetwork(nn.Module):
             outputs.append(h)
         return h, tuple(new_state), outputs
 
-    def forward(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple]:
-        y, state, _ = self.run(x_seq, state)
-        return y, state
+    def forward(self, x_seq: Tensor, state: tuple | None = None, return_spikes: bool = False
+                ) -> tuple[Tensor, tuple] | tuple[Tensor, tuple, list[Tensor]]:
+        """``x_seq`` [T, B, n_in] -> (readout [T, B, n_out], final state), the network contract; with
+        ``return_spikes`` also the hidden spike trains (a list, one ``[T, B, n]`` per hidden layer)."""
+        y, state, outputs = self.run(x_seq, state)
+        return (y, state, outputs[:-1]) if return_spikes else (y, state)
 
     @torch.no_grad()
     def project_(self) -> None:

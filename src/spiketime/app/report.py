@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from spiketime.config import TIMING_TASKS, Config
+from spiketime.app.config import TIMING_TASKS, Config
 from spiketime.data.datasets import Splits
 from spiketime.evaluate.plots import plot_delay_histogram, plot_learning_curves, plot_raster
 from spiketime.nn.gamma import GammaNetwork
 from spiketime.nn.network import SpikingNetwork
-from spiketime.rundir import atomic_write_text
+from spiketime.files import atomic_write_text
 
 PLOTS = {"learning_curves": "learning_curves.png", "raster": "raster.png", "delays": "delays.png"}
 

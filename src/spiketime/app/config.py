@@ -18,13 +18,13 @@ from typing import Any, Literal
 import yaml
 
 
-class ConfigError(ValueError):
-    """A bad configuration value, file or key (message: one line)."""
+from spiketime.errors import InputError, first_line  # noqa: E402  (torch-free)
 
-
-def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message ("" for none): what a one-line error report shows of it."""
-    return (str(error).strip().splitlines() or [""])[0]
+# A bad configuration value, file or key (message: one line). The same class as the library's InputError, so
+# that the CLI reports a bad key and a bad argument of a library call alike (one line, exit 2).
+ConfigError = InputError
+__all__ = ["ConfigError", "first_line", "Config", "DataConfig", "ModelConfig", "TrainConfig", "load", "validate",
+           "from_dict", "apply", "parse_set"]
 
 
 class _NotFinite(ConfigError):
@@ -35,8 +35,6 @@ TIMING_TASKS = ("isi", "ccisi", "coincidence")
 BUILTIN_EVENT_TASKS = ("speech_digits", "event_digits")
 REAL_EVENT_TASKS = ("shd", "ssc", "nmnist", "dvs_gesture")
 CAMERA_TASKS = ("event_digits", "nmnist", "dvs_gesture")  # 2-D sensors: inputs are flattened (polarity, y, x) frames
-GAMMA_MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) of learnable gamma buckets stays above this (spiketime.nn.gamma)
-GAMMA_MIN_FACTOR = math.exp(GAMMA_MIN_LOG_RATIO)  # so model.bucket_factor must exceed it when buckets > 1
 # a run name becomes one path component (runs/<timestamp>-<name>): no separators, no leading dot
 RUN_NAME = re.compile(r"[A-Za-z0-9_+=,@-][A-Za-z0-9._+=,@-]*")
 
@@ -270,6 +268,9 @@ def validate(cfg: Config) -> Config:
     """Fill the defaults that depend on ``model.type``, then reject impossible values with a one-line error naming
     the key. With ``model.type: gamma`` (whose buckets are the delays) ``model.delays`` becomes ``none`` unless it
     was given after ``model.type`` (so ``--config lif.yaml --set model.type=gamma`` drops the file's delays)."""
+    from spiketime.nn.gamma import MIN_LOG_RATIO  # the library's bound (imports torch: only when validating)
+
+    min_factor = math.exp(MIN_LOG_RATIO)  # model.bucket_factor must exceed it when buckets > 1
     d, m, t = cfg.data, cfg.model, cfg.train
     given = list(cfg.explicit_keys)
     if m.type == "gamma" and not ("model.delays" in given and (
@@ -317,8 +318,8 @@ def validate(cfg: Config) -> Config:
         (t.gain_weight == 0 or m.type == "gamma", "train.gain_weight", "0 unless model.type is gamma"),
         (m.buckets >= 1, "model.buckets", "an integer >= 1"),
         (m.bucket_tau > 0, "model.bucket_tau", "a positive time constant in ms"),
-        (m.bucket_factor >= 1 and (m.buckets == 1 or m.bucket_factor > GAMMA_MIN_FACTOR), "model.bucket_factor",
-         f"a factor > {GAMMA_MIN_FACTOR:.4f} when model.buckets > 1 (>= 1 otherwise)"),
+        (m.bucket_factor >= 1 and (m.buckets == 1 or m.bucket_factor > min_factor), "model.bucket_factor",
+         f"a factor > {min_factor:.4f} when model.buckets > 1 (>= 1 otherwise)"),
         (m.sd_theta > 0, "model.sd_theta", "a positive resting threshold"),
         (m.tau_ref > 0, "model.tau_ref", "a positive time constant in ms"),
         (m.tau_th > 0, "model.tau_th", "a positive time constant in ms"),

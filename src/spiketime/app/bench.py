@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiketime.config import ConfigError
+from spiketime.app.config import ConfigError
 
 N_IN, HIDDEN, N_OUT = 700, (256, 256), 20
 DENSITY = 0.02
@@ -173,13 +173,13 @@ class SpiketimeModel(nn.Module):
 
 def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT,
                     connectivity: float = 1.0):
-    from spiketime.config import ModelConfig
-    from spiketime.nn.network import SpikingNetwork
+    from spiketime.app.config import ModelConfig
+    from spiketime.app.factories import lif_network
 
     cfg = ModelConfig(hidden=list(hidden), delays=delays, tau_mem=TAU_MEM, tau_syn=None, learn_tau=False,
                       tau_out=TAU_OUT, reset="subtract", theta=THETA, readout="li", weight_scale=WEIGHT_SCALE,
                       density=connectivity)
-    net = SpikingNetwork(n_in, n_out, cfg, dt=DT, seed=seed)
+    net = lif_network(n_in, n_out, cfg, dt=DT, seed=seed)
     return SpiketimeModel(net), cfg
 
 
@@ -687,7 +687,7 @@ def _version(dist: str) -> str | None:
 
 def device_info(device: str) -> dict[str, Any]:
     """Where the numbers come from: torch/CUDA versions, CPU and GPU names, threads, peer versions, git commit."""
-    from spiketime.rundir import git_commit, versions
+    from spiketime.app.rundir import git_commit, versions
 
     info: dict[str, Any] = {
         "device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "cpu": _cpu_name(),

@@ -1,4 +1,5 @@
-"""Event datasets as training splits: read (making the built-in ones on first use), carve validation, bin, normalise.
+"""The train / validation / test splits of a data config (:func:`load_splits`): synthetic timing tasks generate
+each split from its own seed; event datasets are read (making the built-in ones on first use), carve validation, bin, normalise.
 
 ``data.task`` picks the dataset; its files live in ``data.path`` or ``$SPIKETIME_DATA/<task>``. Validation is
 carved from the training file by *group* (speaker, or source image for the event digits, else sample) so that
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spiketime.config import CAMERA_TASKS, ConfigError, DataConfig
+from spiketime.app.config import CAMERA_TASKS, TIMING_TASKS, ConfigError, DataConfig
 from spiketime.data.datasets import SPLITS, Split, Splits, split_seed
 from spiketime.data.formats import DVS128_SENSOR, NMNIST_SENSOR
 
@@ -157,3 +158,28 @@ def load_event_splits(cfg: DataConfig, progress: bool = True) -> Splits:
     train_file = read_file_split(cfg, "train", progress)
     splits = (to_split(cfg, *split_source(cfg, s, train_file, progress), s) for s in SPLITS)
     return Splits(*splits, num_classes=NUM_CLASSES[cfg.task])
+
+
+def make_split(cfg: DataConfig, split: str, progress: bool = True) -> Split:
+    """One split of ``cfg``'s data (``train``, ``val`` or ``test``); ``progress``: the bar of a built-in event
+    set generated on first use (stderr)."""
+    if cfg.task not in TIMING_TASKS:
+        return load_event_split(cfg, split, progress)
+    from spiketime.data.timing import generate
+
+    n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
+    try:
+        x, y = generate(cfg.task, cfg.variant, n_samples=n, channels=cfg.channels, duration=cfg.duration,
+                        dt=cfg.dt, num_classes=cfg.num_classes, noise=cfg.noise, jitter=cfg.jitter,
+                        seed=split_seed(cfg.seed, split))
+    except ValueError as e:
+        raise ConfigError(f"data: {e}") from None
+    return Split(x, y)
+
+
+def load_splits(cfg: DataConfig, progress: bool = True) -> Splits:
+    """The three splits of ``cfg``'s data (generated, or read and binned); ``progress``: the bar of a built-in
+    event set generated on first use (stderr)."""
+    if cfg.task not in TIMING_TASKS:
+        return load_event_splits(cfg, progress)
+    return Splits(*(make_split(cfg, s) for s in SPLITS), num_classes=cfg.num_classes)

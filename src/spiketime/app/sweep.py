@@ -39,9 +39,10 @@ from typing import Any
 
 import yaml
 
-from spiketime.config import Config, ConfigError, apply, first_line, from_dict, validate
+from spiketime.app.config import Config, ConfigError, apply, first_line, from_dict, validate
 from spiketime.progress import progress_bar
-from spiketime.rundir import ERROR_FILE, atomic_write_text, check_out_dir
+from spiketime.app.rundir import ERROR_FILE, check_out_dir
+from spiketime.files import atomic_write_text
 
 COMMANDS = ("train", "baseline")
 EXECUTORS = ("local", "ray")
@@ -139,10 +140,10 @@ def _execute(run: dict[str, Any], out: str, threads: int) -> dict[str, Any]:
     cfg: Config = validate(from_dict(run["config"]))
     run_dir = Path(out) / "runs" / run["name"]
     if run["command"] == "baseline":
-        from spiketime.learning.trainer import run_baseline
+        from spiketime.app.fit import run_baseline
 
         return run_baseline(cfg, run_dir)
-    from spiketime.learning.trainer import fit
+    from spiketime.app.fit import fit
 
     return fit(cfg, run_dir, resume=True, command=f"spiketime train --config {run_dir / 'config.yaml'}")
 
