@@ -351,8 +351,8 @@ def test_a_surrogate_added_to_the_table_reaches_the_c_kernel(monkeypatch, tmp_pa
             res = {}
             for backend in ("reference", "fused"):
                 xx = x.clone().requires_grad_()
-                s, fin, v = lif_sequence(xx, LIFParams(tau, None, 1.0, "zero", Tanh(2.5), smooth=smooth), 1.0,
-                                         record_v=True, backend=backend)
+                s, _, v = lif_sequence(xx, LIFParams(tau, None, 1.0, "zero", Tanh(2.5), smooth=smooth), 1.0,
+                                       record_v=True, backend=backend)
                 out = torch.cat([s, v])
                 res[backend] = [out.detach(), *_grads(out, [xx, tau])]
             assert smooth or res["reference"][0][:20].sum() > 5
@@ -366,3 +366,16 @@ def test_math_of_the_test_surrogate():
     (g,) = torch.autograd.grad(Tanh(2.0).primitive(x).sum(), x)
     torch.testing.assert_close(g, Tanh(2.0).grad(x.detach()), rtol=1e-12, atol=1e-12)
     assert math.isclose(float(Tanh(2.0).primitive(torch.tensor(0.0))), 0.5)
+
+
+def test_kernels_import_one_way():
+    """No import cycle through the kernel modules, and nothing in ``spiketime.kernels`` imports the layers above
+    it (grimp counts imports inside functions too)."""
+    grimp = pytest.importorskip("grimp")
+    g = grimp.build_graph("spiketime")
+    mods = sorted(g.find_descendants("spiketime.kernels") | {"spiketime.kernels"})
+    for a in mods:
+        for b in g.find_modules_directly_imported_by(a):
+            assert not g.find_shortest_chain(importer=b, imported=a), f"cycle {a} -> {b}"
+            assert not b.startswith(("spiketime.functional", "spiketime.nn", "spiketime.learning", "spiketime.app")), \
+                f"{a} imports {b}"

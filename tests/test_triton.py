@@ -274,6 +274,23 @@ def test_axonal_delay_interpreted(interpreted, name):
     _check(interpreted, "delay", name)
 
 
+def test_surrogate_helpers_are_generated_from_the_table():
+    """``_sg_grad``/``_sg_prim`` are built from :data:`spiketime.surrogate.TABLE`: one branch per entry with its
+    Triton snippet (the interpreted cases above check their values against the C kernel's)."""
+    import linecache
+
+    from spiketime.kernels import triton_lif
+    from spiketime.surrogate import TABLE
+
+    for fn, kind in ((triton_lif._sg_grad, "grad"), (triton_lif._sg_prim, "prim")):
+        src = "".join(linecache.getlines(fn.fn.__code__.co_filename))
+        assert src.startswith(f"def _sg_{kind}(x, k, SUR: tl.constexpr):")
+        for entry in TABLE.values():
+            assert f"SUR == {entry.code}:  # {entry.name}" in src
+            assert all(line in src for line in getattr(entry, f"triton_{kind}").splitlines())
+    assert set(SURS) == set(TABLE)
+
+
 def test_lif_cases_cover_every_option():
     opts = ("reset", "syn", "smooth", "detach", "sur")
     values = {"reset": (0, 1, 2), "syn": (False, True), "smooth": (False, True), "detach": (False, True), "sur": SURS}

@@ -88,9 +88,9 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
         else:
             mine = rank_slice(idx, world)
             x, y = time_major(data.x[mine], device), data.y[mine].to(device)
-            batch_sum = bptt_step(model, x, y, opt, t.loss, gain_weight=t.gain_weight, grad_clip=t.grad_clip,
-                                  sam=sam, scaler=scaler, precision=t.precision, world=world,
-                                  global_batch=len(idx), check=monitor.check)
+            batch_sum = len(idx) * bptt_step(model, x, y, opt, t.loss, gain_weight=t.gain_weight,
+                                             grad_clip=t.grad_clip, sam=sam, scaler=scaler, precision=t.precision,
+                                             world=world, global_batch=len(idx), check=monitor.check)
         total += batch_sum
         monitor.done(batch_sum, len(idx))
     if t.learner == "online":

@@ -81,7 +81,7 @@ def bptt_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Opt
               gain_weight: float = 0.0, grad_clip: float | None = None, sam: SAM | None = None,
               scaler: torch.amp.GradScaler | None = None, precision: str = "fp32", world: World | None = None,
               global_batch: int | None = None, check: Callable[[float], float] | None = None) -> float:
-    """One optimiser step on the batch ``x [T, B, C]``, ``y [B]``; returns the batch's summed loss.
+    """One optimiser step on the batch ``x [T, B, C]``, ``y [B]``; returns the batch's mean loss per sample.
 
     ``loss``: :func:`~spiketime.learning.losses.readout_loss`'s reduction of the readout over time; ``gain_weight``
     adds ``gain_weight * spike_rate(hidden spikes)``; ``grad_clip``: the global gradient norm is clipped to it;
@@ -89,7 +89,7 @@ def bptt_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Opt
     ``scaler``: an fp16 ``GradScaler``; ``precision`` autocasts forward and loss. Under a multi-process ``world``
     (``model`` a DDP wrapper, ``x`` this rank's slice of a global batch of ``global_batch`` samples) each rank
     backpropagates ``sum of its losses * world.size / global_batch``, which DDP's mean turns into the gradient of
-    the global mean loss, and the returned sum is global. ``check(batch_sum) -> batch_sum`` runs before the
+    the global mean loss, and the returned mean is the global batch's. ``check(mean) -> mean`` runs before the
     optimiser steps (default: :class:`TrainingDiverged` when the loss is not finite)."""
     net = _net(model)
     device = x.device
@@ -119,11 +119,11 @@ def bptt_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Opt
         return batch_loss, summed
 
     batch_loss, summed = backward()
-    batch_sum = all_sum([summed.item()], world)[0] if distributed else batch_loss.item() * n
+    mean = all_sum([summed.item()], world)[0] / n if distributed else batch_loss.item()
     if check is not None:
-        batch_sum = check(batch_sum)
-    elif not math.isfinite(batch_sum):
-        raise TrainingDiverged(batch_sum, 1)
+        mean = check(mean)
+    elif not math.isfinite(mean):
+        raise TrainingDiverged(mean, 1)
     if sam:
         with sam.perturbed(net):
             backward()
@@ -133,7 +133,7 @@ def bptt_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Opt
     scaler.step(optimizer)
     scaler.update()
     net.project_()
-    return batch_sum
+    return mean
 
 
 def bptt_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
@@ -148,12 +148,10 @@ def bptt_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], optim
     summed, count = 0.0, 0
     for x, y in monitor.over(batches):
         n = int(step.get("global_batch") or y.shape[0])
-        batch_sum = bptt_step(model, x, y, optimizer, loss, check=monitor.check,
-                              **{k: v for k, v in step.items() if k != "global_batch"},
-                              global_batch=step.get("global_batch"))
-        summed += batch_sum
+        mean = bptt_step(model, x, y, optimizer, loss, check=monitor.check, **step)
+        summed += mean * n
         count += n
-        monitor.done(batch_sum, n)
+        monitor.done(mean * n, n)
     if count == 0:
         raise InputError("batches: expected at least one (x, y) batch, got none")
     return epoch_mean_loss(summed, count, epoch)
