@@ -18,8 +18,7 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spiketime._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -157,16 +156,7 @@ _NAMES: dict[str, str] = {
 __all__ = ["__version__", *SUBPACKAGES, *_NAMES]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name (or a subpackage) on first use (PEP 562)."""
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-    elif name in SUBPACKAGES:
-        value = importlib.import_module(f"spiketime.{name}")
-    else:
-        raise AttributeError(f"module 'spiketime' has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names("spiketime", {**dict.fromkeys(SUBPACKAGES, ""), **_NAMES}, globals())
 
 
 def __dir__() -> list[str]:

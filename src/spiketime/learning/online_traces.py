@@ -125,8 +125,6 @@ class _Layer:
         return self.proj.kind
 
 
-
-
 class TraceNetwork:
     """The network state, eligibility traces and gradient accumulators of the online rule for ``model`` (a
     :class:`~spiketime.nn.network.SpikingNetwork` with LIF hidden layers and an LI readout of one fixed time
@@ -137,31 +135,29 @@ class TraceNetwork:
         if feedback not in FEEDBACKS:
             raise InputError(f"feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
         self.model, self.feedback = model, feedback
-
-        self.sam_rho, self.sam_adaptive = sam_rho, sam_adaptive
         projs, neurons = list(model.projections), list(model.neurons)
         readout = neurons[-1]
         if not isinstance(readout, LI):
-            raise InputError("OnlineLearner: the readout must be an LI layer (readout='li'; the rule needs a loss on a "
-                              "leaky-integrator readout at every step)")
+            raise InputError(f"model: the online rule needs an LI readout (readout='li': a loss on a leaky "
+                             f"integrator at every step), got {type(readout).__name__}")
         beta_o = decay(readout.log_tau.detach().exp(), model.dt)
         if not bool((beta_o == beta_o.reshape(-1)[0]).all()):
-            raise InputError("OnlineLearner: the readout needs one time constant (tau_out) shared by all "
-                              "readout neurons (the eligibilities are filtered by it once)")
+            raise InputError("model: the readout needs one time constant (tau_out) shared by all readout neurons "
+                             "(the eligibilities are filtered by it once)")
         if readout.log_tau.requires_grad:
-            raise InputError("OnlineLearner: the readout time constant (tau_out) must not be learnable")
+            raise InputError("model: the readout time constant (tau_out) must not be learnable")
         self.beta_o = float(beta_o.reshape(-1)[0])
         self.readout, self.readout_proj = readout, projs[-1]
         if getattr(self.readout_proj, "bias", None) is not None:
-            raise InputError("online learner: readout biases are not supported")
+            raise InputError("model: readout biases are not supported by the online rule")
         recs = list(getattr(model, "recurrents", []))
         self.layers: list[_Layer] = []
         handled = {id(self.readout_proj.weight)}
         for idx, (proj, neuron) in enumerate(zip(projs[:-1], neurons[:-1])):
             if not isinstance(neuron, LIF):
-                raise InputError(f"online learner: hidden layer {idx + 1} is not a LIF layer")
+                raise InputError(f"model: hidden layer {idx + 1} is {type(neuron).__name__}, the online rule needs LIF")
             if getattr(proj, "bias", None) is not None:
-                raise InputError("online learner: projection biases are not supported")
+                raise InputError(f"model: projection {idx} has a bias, not supported by the online rule")
             rec = recs[idx] if idx < len(recs) else None
             learn: dict[str, nn.Parameter] = {}
             for name, p in (("weight", proj.weight), ("delays", getattr(proj, "delays", None)),
@@ -174,7 +170,7 @@ class TraceNetwork:
                                       rec_cols=None if rec is None else mask_columns(rec)))
         missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in handled]
         if missing:
-            raise InputError(f"online learner: no rule for parameter(s) {', '.join(missing)}")
+            raise InputError(f"model: the online rule has no rule for parameter(s) {', '.join(missing)}")
         w_o = self.readout_proj.weight
         self.dtype, self.device = w_o.dtype, w_o.device
         self.n_out = w_o.shape[0]
@@ -186,12 +182,15 @@ class TraceNetwork:
                 (torch.randn(k, lay.neuron.n, generator=g, dtype=torch.float64) / math.sqrt(k)).to(
                     device=self.device, dtype=self.dtype) for lay in self.layers]
         self._cache: dict[Any, Tensor] = {}
-        self._held: list[Tensor] = []
-        self.updates = 0
+        self._versions: tuple[int, ...] = ()  # the parameters' in-place versions the cache was built at
+        self.li: LIState | None = None
+        self.sbar: Tensor | None = None
+        self.acc_out: Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ state
 
     def _reset(self, batch: int) -> None:
+        """Zero neuron states, ring buffers, traces and accumulators for a batch of ``batch`` sequences."""
         like = torch.empty(0, dtype=self.dtype, device=self.device)
         self._cache.clear()
         for lay in self.layers:
@@ -393,6 +392,13 @@ class TraceNetwork:
                 lay.acc[name].add_(torch.einsum("bm,bmn->mn", sig, tr.ebar))
 
     def _step(self, x: Tensor, target: Tensor, onehot: Tensor, norm: float) -> tuple[list[Tensor], Tensor, Tensor]:
+        """One step of the network on ``x`` [B, N_in]: hidden spikes per layer, readout ``y`` [B, K], the step's
+        ``sum_b CE(y[b], target[b])``; the eligibilities advance and ``acc += sum_b L[t] ebar[t]`` with
+        ``err[t] = (softmax(y[t]) - onehot) * norm``."""
+        versions = tuple(p._version for p in self.model.parameters())
+        if versions != self._versions:  # a parameter changed in place (an optimiser step, SAM): rebuild the cache
+            self._cache.clear()
+            self._versions = versions
         h, spikes = x, []
         for i, lay in enumerate(self.layers):
             h = self._layer_step(i, lay, h)
@@ -417,9 +423,11 @@ class TraceNetwork:
             self._accumulate(lay)
         return spikes, y, loss
 
-    # ------------------------------------------------------------------------------------------ updates
+    # ------------------------------------------------------------------------------------------ gradients
 
     def _gradients(self) -> list[tuple[nn.Parameter, Tensor]]:
+        """``(parameter, dL/dparameter)`` from the accumulators: compressed columns scattered back to ``[M, N]``,
+        axonal delays summed over neurons, masks applied, time constants by ``d beta / d log tau = beta dt / tau``."""
         out: list[tuple[nn.Parameter, Tensor]] = []
         for lay in self.layers:
             for name, p in lay.learn.items():
