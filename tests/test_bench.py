@@ -7,7 +7,9 @@ import sys
 import pytest
 import torch
 
-from spiketime.app.bench import (FLOOR, LEARNERS, SPIKETIME, NorseModel, SnnTorchModel, SpikingJellyModel, _decays, build_spiketime, format_table, make_inputs, run_bench, saved_tensor_bytes)
+from spiketime.app.bench import LEARNERS, build_spiketime, make_inputs, run_bench, saved_tensor_bytes
+from spiketime.app.bench_peers import FLOOR, SPIKETIME, NorseModel, SnnTorchModel, SpikingJellyModel, _decays
+from spiketime.app.bench_report import format_table
 from spiketime.app.cli.main import build_parser, main
 
 TINY = dict(batch=2, hidden=(8, 8), repeats=1, warmup=0)
@@ -161,7 +163,7 @@ def test_spikingjelly_implementation_binding_is_restored():
     pytest.importorskip("spikingjelly.activation_based.neuron")
     from spikingjelly._ops import lif as sj_lif
 
-    from spiketime.app.bench import Skip, _sj_implementation
+    from spiketime.app.bench_peers import Skip, _sj_implementation
 
     before = sj_lif._selection._requested
     with pytest.raises(Skip, match="not torch"):  # on CPU it binds its Torch reference, not the CUDA "torch" op

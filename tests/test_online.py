@@ -223,7 +223,8 @@ def test_sparse_traces_take_memory_in_proportion_to_the_density(delays):
 
 
 def test_bench_online_memory_is_flat_in_T():
-    from spiketime.app.bench import LEARNERS, format_table, run_bench
+    from spiketime.app.bench import LEARNERS, run_bench
+    from spiketime.app.bench_report import format_table
 
     assert "online" in LEARNERS
     rows = run_bench([5, 40], batch=2, hidden=(8, 8), repeats=1, warmup=0, peers=["snntorch"], learner="online")

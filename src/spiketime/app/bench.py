@@ -46,13 +46,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
-import importlib.metadata
-import math
-import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,24 +56,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spiketime.app.bench_peers import (DT, FLOOR, PEERS, SPIKETIME, TAU_MEM, TAU_OUT, THETA, Candidate, Skip,
+                                       _peer_candidates, _reason)
 from spiketime.app.config import ConfigError
 
 N_IN, HIDDEN, N_OUT = 700, (256, 256), 20
 DENSITY = 0.02
-DT, TAU_MEM, TAU_OUT, THETA = 1.0, 10.0, 10.0, 1.0
 # spiketime's default init (weight_scale 1) leaves this network almost silent on 2 % input (layer 2 never
 # fires); 3 gives hidden rates of about 4 % and 6 %, so that the spike comparison between libraries means
 # something. The timings of dense implementations do not depend on it.
 WEIGHT_SCALE = 3.0
-PEERS = ("snntorch", "spikingjelly", "norse")
 DEVICES = ("cpu", "cuda")
 DELAYS = ("none", "axonal", "synaptic")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-SPIKETIME, FLOOR = "spiketime", "matmul floor"
-
-
-class Skip(Exception):
-    """A candidate that cannot run here (missing package, no such backend on this device, ...)."""
 
 
 # --------------------------------------------------------------------------------------------- learners
@@ -134,27 +125,6 @@ LEARNERS: dict[str, Callable[[nn.Module, Tensor, Tensor, Callable[[], Any]], Non
 # ``run(x) -> (hidden spikes per layer [T, B, N], scores)`` for the spike comparison.
 
 
-@dataclass
-class Candidate:
-    name: str  # row label: "spiketime", "snntorch", "spikingjelly/cuda", ...
-    library: str
-    backend: str
-    surrogate: str
-    notes: str = ""
-    model: nn.Module | None = None
-    skip: str | None = None  # reason, when it cannot run
-    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-
-
-def _decays() -> tuple[float, float]:
-    """beta of the hidden layers and of the readout, exactly as spiketime computes them (float32)."""
-    from spiketime.functional.lif import decay
-
-    b = decay(torch.tensor(math.log(TAU_MEM)).exp(), DT).item()
-    bo = decay(torch.tensor(math.log(TAU_OUT)).exp(), DT).item()
-    return b, bo
-
-
 class SpiketimeModel(nn.Module):
     library = SPIKETIME
 
@@ -181,210 +151,6 @@ def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int =
                       density=connectivity)
     net = lif_network(n_in, n_out, cfg, dt=DT, seed=seed)
     return SpiketimeModel(net), cfg
-
-
-def _linear(w: Tensor) -> nn.Linear:
-    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
-    with torch.no_grad():
-        lin.weight.copy_(w)
-    return lin
-
-
-class SnnTorchModel(nn.Module):
-    """snnTorch as its tutorials write it: a per-step loop over ``Linear`` and ``snn.Leaky``."""
-
-    library = "snntorch"
-
-    def __init__(self, weights: list[Tensor], beta: float, beta_out: float) -> None:
-        super().__init__()
-        import snntorch as snn
-
-        # snn.Leaky adds the input current unscaled: fold spiketime's (1 - beta) into the weights.
-        scales = [1.0 - beta] * (len(weights) - 1) + [1.0 - beta_out]
-        self.fcs = nn.ModuleList(_linear(w * s) for w, s in zip(weights, scales))
-        self.lifs = nn.ModuleList(snn.Leaky(beta=beta, threshold=THETA, reset_mechanism="subtract")
-                                  for _ in weights[:-1])
-        self.readout = snn.Leaky(beta=beta_out, threshold=THETA, reset_mechanism="none")
-
-    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        mems = [lif.reset_mem() for lif in self.lifs]
-        mem_out = self.readout.reset_mem()
-        spikes: list[list[Tensor]] = [[] for _ in self.lifs]
-        out = []
-        for t in range(x.shape[0]):
-            h = x[t]
-            for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
-                h, mems[k] = lif(fc(h), mems[k])
-                spikes[k].append(h)
-            _, mem_out = self.readout(self.fcs[-1](h), mem_out)
-            out.append(mem_out)
-        return [torch.stack(s) for s in spikes], torch.stack(out).max(dim=0).values
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.run(x)[1]
-
-
-class SpikingJellyModel(nn.Module):
-    """SpikingJelly in multi-step mode: ``layer.Linear`` and ``neuron.LIFNode`` over the whole sequence."""
-
-    library = "spikingjelly"
-
-    def __init__(self, weights: list[Tensor], beta: float, beta_out: float) -> None:
-        super().__init__()
-        from spikingjelly.activation_based import layer, neuron
-
-        mods: list[nn.Module] = []
-        for w in weights[:-1]:
-            lin = layer.Linear(w.shape[1], w.shape[0], bias=False, step_mode="m")
-            with torch.no_grad():
-                lin.weight.copy_(w)
-            # decay_input: H = V + (X - V) / tau = beta V + (1 - beta) X with tau = 1 / (1 - beta)
-            mods += [lin, neuron.LIFNode(tau=1.0 / (1.0 - beta), decay_input=True, v_threshold=THETA,
-                                         v_reset=None, step_mode="m")]
-        lin = layer.Linear(weights[-1].shape[1], weights[-1].shape[0], bias=False, step_mode="m")
-        with torch.no_grad():
-            lin.weight.copy_(weights[-1])
-        mods += [lin, neuron.NonSpikingLIFNode(tau=1.0 / (1.0 - beta_out), decode="max-mem")]
-        self.net = nn.Sequential(*mods)
-
-    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        from spikingjelly.activation_based import functional, neuron
-
-        functional.reset_net(self.net)
-        spikes, h = [], x
-        for m in self.net:
-            h = m(h)
-            if isinstance(m, neuron.LIFNode):
-                spikes.append(h)
-        return spikes, h
-
-    def forward(self, x: Tensor) -> Tensor:
-        from spikingjelly.activation_based import functional
-
-        functional.reset_net(self.net)
-        return self.net(x)
-
-
-class NorseModel(nn.Module):
-    """Norse's boxed LIF (no synaptic current) stepped over time, ``LIBoxCell`` readout."""
-
-    library = "norse"
-
-    def __init__(self, weights: list[Tensor], beta: float, beta_out: float, device: torch.device) -> None:
-        super().__init__()
-        from norse.torch import LIBoxCell, LIBoxParameters, LIFBoxCell, LIFBoxParameters
-        from norse.torch.functional.reset import reset_subtract
-
-        def t(v: float) -> Tensor:
-            return torch.tensor(v, device=device)
-
-        p = LIFBoxParameters(tau_mem_inv=t(1.0 - beta), v_leak=t(0.0), v_th=t(THETA), v_reset=t(0.0),
-                             reset_method=reset_subtract)
-        self.fcs = nn.ModuleList(_linear(w) for w in weights)
-        self.lifs = nn.ModuleList(LIFBoxCell(p, dt=DT) for _ in weights[:-1])
-        self.readout = LIBoxCell(LIBoxParameters(tau_mem_inv=t(1.0 - beta_out), v_leak=t(0.0)), dt=DT)
-
-    def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        states: list[Any] = [None] * len(self.lifs)
-        s_out = None
-        spikes: list[list[Tensor]] = [[] for _ in self.lifs]
-        out = []
-        for t in range(x.shape[0]):
-            h = x[t]
-            for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
-                h, states[k] = lif(fc(h), states[k])
-                spikes[k].append(h)
-            v, s_out = self.readout(self.fcs[-1](h), s_out)
-            out.append(v)
-        return [torch.stack(s) for s in spikes], torch.stack(out).max(dim=0).values
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.run(x)[1]
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, (ImportError, ModuleNotFoundError)):
-        return f"not installed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    msg = f"{type(e).__name__}: {msg}" if not isinstance(e, Skip) else msg
-    return msg if len(msg) <= 160 else msg[:157] + "..."
-
-
-@contextlib.contextmanager
-def _sj_implementation(name: str, device: torch.device) -> Iterator[None]:
-    """Bind SpikingJelly's LIF op to implementation ``name`` on ``device`` (what ``SJ_LIF_CUDA_IMPLEMENTATION``
-    does at import time), check that it is the one selected, and restore the previous binding afterwards."""
-    from spikingjelly._ops import lif as sj_lif
-    from spikingjelly.activation_based.functional import neuron_implementation
-
-    sel = sj_lif._selection
-    old = (sel._requested, dict(sel._selections), dict(sel._compiled_selections))
-    sel._requested = name
-    sel._selections.clear()
-    sel._compiled_selections.clear()
-    try:
-        try:
-            got = neuron_implementation("lif", device)["implementation"]
-        except Exception as e:  # noqa: BLE001 - no such implementation here
-            raise Skip(f"{name} implementation unavailable: {_reason(e)}") from None
-        if got != name:
-            raise Skip(f"spikingjelly bound {got}, not {name}")
-        yield
-    finally:
-        sel._requested = old[0]
-        sel._selections.clear()
-        sel._selections.update(old[1])
-        sel._compiled_selections.clear()
-        sel._compiled_selections.update(old[2])
-
-
-def _peer_candidates(peer: str, weights: list[Tensor], device: torch.device,
-                     precision: str = "fp32") -> list[Candidate]:
-    beta, beta_out = _decays()
-    if peer == "snntorch":
-        c = Candidate("snntorch", "snntorch", "torch", "ATan(alpha=2) [snnTorch default]",
-                      "per-step loop; reset detached")
-        try:
-            importlib.import_module("snntorch")
-            c.model = SnnTorchModel(weights, beta, beta_out).to(device)
-        except Exception as e:  # noqa: BLE001 - a failing peer is a skipped row
-            c.skip = _reason(e)
-        return [c]
-    if peer == "norse":
-        c = Candidate("norse", "norse", "torch", "SuperSpike 1/(|x|+1)^2 [Norse default 'super']",
-                      "per-step loop, LIFBoxCell; reset before decay")
-        try:
-            importlib.import_module("norse.torch")
-            c.model = NorseModel(weights, beta, beta_out, device).to(device)
-        except Exception as e:  # noqa: BLE001
-            c.skip = _reason(e)
-        return [c]
-    if peer == "spikingjelly":
-        # On CUDA SpikingJelly binds one of its implementations per process; each gets a row. Its kernels need
-        # fp32 neuron state: under bf16/fp16 autocast the state follows the input dtype and it runs its Torch
-        # reference whatever is asked, so that case is one "auto" row (what its users get).
-        notes = "multi-step; reset before decay, fires at >="
-        if device.type != "cuda":
-            impls = ["torch"]
-        elif precision == "fp32":
-            impls = ["torch", "cuda", "triton"]
-        else:
-            impls, notes = ["auto"], notes + f"; {precision} state: its Torch reference"
-        cands = [Candidate(f"spikingjelly/{b}", "spikingjelly", b, "Sigmoid(alpha=4) [SpikingJelly default]", notes)
-                 for b in impls]
-        try:
-            importlib.import_module("spikingjelly.activation_based.neuron")
-            model = SpikingJellyModel(weights, beta, beta_out).to(device)
-        except Exception as e:  # noqa: BLE001
-            for c in cands:
-                c.skip = _reason(e)
-            return cands
-        for c in cands:
-            c.model = model
-            if device.type == "cuda" and c.backend != "auto":
-                c.context = lambda b=c.backend: _sj_implementation(b, device)
-        return cands
-    raise ValueError(f"unknown peer {peer!r}")
 
 
 # --------------------------------------------------------------------------------------------- measuring
@@ -662,93 +428,6 @@ def run_bench(
     finally:
         bar.close()
     return rows
-
-
-# --------------------------------------------------------------------------------------------- reporting
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def device_info(device: str) -> dict[str, Any]:
-    """Where the numbers come from: torch/CUDA versions, CPU and GPU names, threads, peer versions, git commit."""
-    from spiketime.app.rundir import git_commit, versions
-
-    info: dict[str, Any] = {
-        "device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "cpu": _cpu_name(),
-        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-        "versions": versions(), "peers": {p: _version(p) for p in PEERS}, "git_commit": git_commit(),
-    }
-    if device == "cuda" and torch.cuda.is_available():
-        i = torch.cuda.current_device()
-        info.update(gpu=torch.cuda.get_device_name(i), gpu_capability=list(torch.cuda.get_device_capability(i)),
-                    gpu_memory_bytes=torch.cuda.get_device_properties(i).total_memory)
-    return info
-
-
-def _f(v: float | None, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text table: library/backend, T, ms/step, ratio to spiketime and to the matmul floor, saved memory."""
-    cuda = any(r["cuda_peak_bytes"] is not None for r in rows)
-    head = ["library/backend", "T", "ms/step", "vs spiketime", "vs floor", "saved MB", "saved KB/step"]
-    head += ["CUDA peak MB"] if cuda else []
-    head += ["spikes = spiketime"]
-    lines = []
-    for r in rows:
-        if r["status"] != "ok":
-            lines.append([r["name"], str(r["T"]), f"skipped: {r['reason']}"])
-            continue
-        cells = [r["name"], str(r["T"]), _f(r["ms"], ".2f"), _f(r["ratio_spiketime"], ".2f"),
-                 _f(r["ratio_floor"], ".2f"),
-                 _f(None if r["saved_bytes"] is None else r["saved_bytes"] / 2**20, ".1f"),
-                 _f(None if r["saved_bytes_per_step"] is None else r["saved_bytes_per_step"] / 2**10, ".1f")]
-        if cuda:
-            cells.append(_f(None if r["cuda_peak_bytes"] is None else r["cuda_peak_bytes"] / 2**20, ".0f"))
-        cells.append("(ref)" if r["library"] == SPIKETIME else
-                     "-" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.2f}%")
-        lines.append(cells)
-    widths = [len(h) for h in head]
-    for cells in lines:
-        if len(cells) == len(head):
-            widths = [max(w, len(c)) for w, c in zip(widths, cells)]
-        else:
-            widths[:2] = [max(w, len(c)) for w, c in zip(widths[:2], cells[:2])]
-
-    def fmt(cells: list[str]) -> str:
-        if len(cells) < len(head):  # skipped row: the reason spans the rest
-            return f"{cells[0]:<{widths[0]}}  {cells[1]:>{widths[1]}}  {cells[2]}"
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    out = [fmt(head), "  ".join("-" * w for w in widths)]
-    prev_T = None
-    for r, cells in zip(rows, lines):
-        if prev_T is not None and r["T"] != prev_T:
-            out.append("")
-        prev_T = r["T"]
-        out.append(fmt(cells))
-    if any(r["learner"] == "online" and r["library"] == SPIKETIME for r in rows):
-        out += ["", "learner online: spiketime's saved MB (KB/step) is the online learner's state (eligibility "
-                "traces, delay ring buffers, neuron states, gradient accumulators), which does not grow with T; "
-                "loss per_step; the matmul floor is BPTT's."]
-    return "\n".join(out)
 
 
 @dataclass

@@ -16,7 +16,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from spiketime.app.bench import BenchArgs, device_info, format_table, parse_peers, parse_T, run_bench
+    from spiketime.app.bench import BenchArgs, parse_peers, parse_T, run_bench
+    from spiketime.app.bench_report import device_info, format_table
     from spiketime.files import write_json
 
     from spiketime.learning.distributed import check_device

@@ -195,7 +195,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    from spiketime.app.bench import DELAYS, LEARNERS, PEERS, PRECISIONS
+    from spiketime.app.bench import DELAYS, LEARNERS, PRECISIONS
+    from spiketime.app.bench_peers import PEERS
 
     p = sub.add_parser("bench", help=BENCH_HELP, formatter_class=_fmt(), epilog="Rows: spiketime, each peer (and backend), the matmul floor; "
                        "a missing peer is a 'skipped' row. See benchmarks/README.md.")
