@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
 from spiketime.kernels import sparse
 
 
-def best_ms(fn, repeats: int = 3) -> float:
+def best_ms(fn: Callable[[], object], repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -30,8 +31,8 @@ def main(rows: int = 32000, out: int = 256) -> None:
         g = torch.randn(rows, out, generator=gen)
         for density in (0.02, 0.05, 0.1, 0.2):
             x = (torch.rand(rows, c, generator=gen) < density).float()
-            event = best_ms(lambda: sparse._EventLinear.apply(x, w).backward(g))
-            dense = best_ms(lambda: (x @ w.t()).backward(g))
+            event = best_ms(lambda x=x, w=w, g=g: sparse._EventLinear.apply(x, w).backward(g))
+            dense = best_ms(lambda x=x, w=w, g=g: (x @ w.t()).backward(g))
             print(f"{c:>4} {density:>8.2f} {event:>9.0f} {dense:>9.0f}")
 
 

@@ -50,7 +50,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,9 @@ from torch import Tensor, nn
 from spiketime.app.bench_peers import (DT, FLOOR, PEERS, SPIKETIME, TAU_MEM, TAU_OUT, THETA, Candidate, Skip,
                                        _peer_candidates, _reason)
 from spiketime.app.config import ConfigError
+
+if TYPE_CHECKING:
+    from spiketime.app.config import ModelConfig
 
 N_IN, HIDDEN, N_OUT = 700, (256, 256), 20
 DENSITY = 0.02
@@ -142,7 +145,7 @@ class SpiketimeModel(nn.Module):
 
 
 def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT,
-                    connectivity: float = 1.0):
+                    connectivity: float = 1.0) -> tuple[SpiketimeModel, ModelConfig]:
     from spiketime.app.config import ModelConfig
     from spiketime.app.factories import lif_network
 
@@ -371,7 +374,9 @@ def run_bench(
                     step, exclude = floor.step, [x, *floor.ws]
                 else:
                     model = c.model
-                    step = (lambda m=model: learn(m, x, y, amp))
+
+                    def step(m: nn.Module = model, x: Tensor = x, y: Tensor = y) -> None:
+                        learn(m, x, y, amp)
                     exclude = [x, *model.parameters()]
                 failure = None
                 try:

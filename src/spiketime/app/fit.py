@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from spiketime import kernels
 from spiketime.app.checkpoints import BEST, CHECKPOINT, METRICS, load_checkpoint, load_model_state, \
     config_differences, model_from_checkpoint
 from spiketime.app.config import Config, ConfigError, first_line
@@ -270,6 +271,7 @@ def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stop
         "learner": t.learner,
         "world_size": world.size,
         "threads": torch.get_num_threads(),
+        "kernels": kernels.describe(),  # the implementation each op has here, and which ran (spiketime.kernels)
         "history": state["history"],
         "config": cfg.to_dict(),
         "versions": versions(),

@@ -11,6 +11,7 @@ own labels and seed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 
 from spiketime.app.config import CAMERA_TASKS, TIMING_TASKS, ConfigError, DataConfig
 from spiketime.data.datasets import SPLITS, Split, Splits, split_seed
-from spiketime.data.formats import DVS128_SENSOR, NMNIST_SENSOR
+from spiketime.data.formats import DVS128_SENSOR, NMNIST_SENSOR, EventSet
 
 NUM_CLASSES = {"speech_digits": 20, "shd": 20, "ssc": 35, "event_digits": 10, "nmnist": 10, "dvs_gesture": 11}
 CAMERA_SENSORS = dict(zip(CAMERA_TASKS, (NMNIST_SENSOR, NMNIST_SENSOR, DVS128_SENSOR)))  # (W, H, P)
@@ -43,7 +44,7 @@ def dataset_root(cfg: DataConfig) -> Path:
 
 
 @contextmanager
-def exclusive(folder: Path):
+def exclusive(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder/.lock`` (POSIX), so parallel runs make a built-in set only once."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as fh:
@@ -59,7 +60,7 @@ def exclusive(folder: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_file_split(cfg: DataConfig, split: str, progress: bool = True):
+def read_file_split(cfg: DataConfig, split: str, progress: bool = True) -> EventSet:
     """The raw :class:`~spiketime.data.formats.EventSet` of one shipped file (``train``, ``test``; SSC ``val``).
     ``progress``: the generation bar of a built-in set made on first use (stderr)."""
     from spiketime.data import formats
@@ -89,7 +90,7 @@ def read_file_split(cfg: DataConfig, split: str, progress: bool = True):
     return formats.read_dvs_gesture(root, split)
 
 
-def with_source_images(es, root: Path, split: str):
+def with_source_images(es: EventSet, root: Path, split: str) -> EventSet:
     """Set ``es.speakers`` to the source image of every event-digits recording (from ``meta.json``), so that
     validation holds out whole images, like the test split."""
     import json
@@ -100,12 +101,12 @@ def with_source_images(es, root: Path, split: str):
     return es
 
 
-def groups_of(es) -> np.ndarray:
+def groups_of(es: EventSet) -> np.ndarray:
     """Group id of every sample: its speaker (or source image), else the sample itself."""
     return np.asarray(es.speakers) if es.speakers is not None else np.arange(len(es.labels))
 
 
-def carve_validation(es, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(es: EventSet, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, val)`` of ``es``: a seeded ``fraction`` of its groups (at least one) goes to validation."""
     groups = groups_of(es)
     uniq = np.unique(groups)
@@ -118,7 +119,7 @@ def carve_validation(es, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def to_split(cfg: DataConfig, es, idx: np.ndarray | None, split: str) -> Split:
+def to_split(cfg: DataConfig, es: EventSet, idx: np.ndarray | None, split: str) -> Split:
     """Bin ``es`` (restricted to ``idx``) at ``cfg.dt`` and apply ``cfg.rate_norm``."""
     from spiketime.data.frames import bin_events
     from spiketime.data.rate_norm import rate_normalise
@@ -136,7 +137,7 @@ def to_split(cfg: DataConfig, es, idx: np.ndarray | None, split: str) -> Split:
     return Split(x, y, torch.as_tensor(mask))
 
 
-def split_source(cfg: DataConfig, split: str, train_file=None, progress: bool = True) -> tuple:
+def split_source(cfg: DataConfig, split: str, train_file: EventSet | None = None, progress: bool = True) -> tuple:
     """``(EventSet, indices or None)`` that ``split`` is made of: the test file (SSC: also its validation file), or
     the training file restricted to the carved training / validation groups. ``train_file`` reuses a read file."""
     if split == "test" or (split == "val" and cfg.task == "ssc"):

@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ INSTALL_HINT = 'install the optional data dependencies: pip install "spiketime[d
 _BLOCK = 8  # samples per block for the adaptation low-pass and the spike search
 
 
-def _fft():
+def _fft() -> ModuleType:
     try:
         import scipy.fft
     except ImportError as e:  # pragma: no cover - scipy is in the [data] extra

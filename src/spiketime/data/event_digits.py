@@ -34,6 +34,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -55,7 +56,7 @@ SPLITS = ("Train", "Test")
 _INSTALL = 'pip install "spiketime[data]"'
 
 
-def _need(module: str):
+def _need(module: str) -> ModuleType:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError:

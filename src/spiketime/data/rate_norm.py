@@ -48,7 +48,7 @@ def target_counts(counts: np.ndarray, labels: np.ndarray, level: Literal["whole"
         sorted_by_class[k] = np.sort(ck, axis=0)
     lowest = np.full((n, c), np.iinfo(np.int64).max)
     cols = np.arange(c)[None, :]
-    for k, s in sorted_by_class.items():
+    for s in sorted_by_class.values():
         pos = np.minimum((u * len(s)).astype(np.int64), len(s) - 1)
         lowest = np.minimum(lowest, s[pos, cols])
     if level == "norm":

@@ -110,7 +110,7 @@ def rate_tuning(channels: int, num_classes: int) -> np.ndarray:
     return RATE_PEAK * (1.0 + np.cos(2.0 * np.pi * (i - c))) / 2.0
 
 
-def _check_int(name: str, v, lo: int) -> int:
+def _check_int(name: str, v: object, lo: int) -> int:
     if isinstance(v, bool) or not isinstance(v, Integral):
         raise ValueError(f"{name} must be an integer, got {v!r}")
     if v < lo:
@@ -118,7 +118,7 @@ def _check_int(name: str, v, lo: int) -> int:
     return int(v)
 
 
-def _check_real(name: str, v, *, positive: bool) -> float:
+def _check_real(name: str, v: object, *, positive: bool) -> float:
     if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(float(v)):
         raise ValueError(f"{name} must be a finite number, got {v!r}")
     v = float(v)
@@ -129,7 +129,8 @@ def _check_real(name: str, v, *, positive: bool) -> float:
     return v
 
 
-def _validate(task, variant, n_samples, channels, duration, dt, num_classes, noise, jitter, seed):
+def _validate(task: str, variant: str, n_samples: int, channels: int, duration: float, dt: float, num_classes: int,
+              noise: float, jitter: float, seed: int) -> tuple[int, int, float, float, int, float, float, int]:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if variant not in VARIANTS:

@@ -12,10 +12,17 @@ level 0 every perturbation is the identity. Spikes pushed outside ``[0, T)`` are
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from spiketime.evaluate.levels import DEFAULT_LEVELS, LEVEL_UNITS, PERTURBATIONS, check_level
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from spiketime.data.datasets import Split
 
 __all__ = ["DEFAULT_LEVELS", "LEVEL_UNITS", "PERTURBATIONS", "check_level", "perturb", "perturbation_curve"]
 
@@ -61,7 +68,7 @@ def perturb(x: Tensor, kind: str, level: float, dt: float, generator: torch.Gene
     return out * valid[:, :, None].to(x.dtype)
 
 
-def perturbation_curve(model, data, loss: str, kind: str, levels: list[float], dt: float, seed: int = 0,
+def perturbation_curve(model: nn.Module, data: Split, loss: str, kind: str, levels: list[float], dt: float, seed: int = 0,
                        device: str = "cpu", progress: bool = False, desc: str | None = None) -> list[float]:
     """Test accuracy of ``model`` on ``data`` perturbed at each level (one seeded generator per level);
     ``progress``: a bar ``desc`` (default: ``kind``) over the levels, and one over each level's batches."""
@@ -74,7 +81,7 @@ def perturbation_curve(model, data, loss: str, kind: str, levels: list[float], d
     for level in progress_bar(progress, desc or kind, len(levels), "level", iterable=levels):
         g = torch.Generator().manual_seed(seed)
         res = evaluate(model, data, loss, device=device,
-                       transform=lambda x, m, lv=level: perturb(x, kind, lv, dt, g, m), progress=progress,
+                       transform=lambda x, m, lv=level, g=g: perturb(x, kind, lv, dt, g, m), progress=progress,
                        desc=f"{kind} {level:g}")
         accuracies.append(res["accuracy"])
     return accuracies

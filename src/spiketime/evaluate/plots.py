@@ -11,16 +11,19 @@ The format follows the file suffix (``.png`` unless told otherwise).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from spiketime.files import atomic_path
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["plot_delay_histogram", "plot_learning_curves", "plot_perturbation", "plot_raster"]
 
 
-def _new_figure(width: float, height: float):
+def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -29,7 +32,7 @@ def _new_figure(width: float, height: float):
     return fig
 
 
-def _save_atomic(fig, path) -> None:
+def _save_atomic(fig: Figure, path: Path | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -43,7 +46,7 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def plot_learning_curves(history: list[dict], path):
+def plot_learning_curves(history: list[dict], path: Path | str) -> Figure:
     """Two panels against ``epoch`` (integer ticks): loss (``train_loss``, ``val_loss``) and accuracy
     (``train_accuracy``, ``val_accuracy``). Entries missing a key (or holding ``None``) are skipped for that
     curve; a single epoch is drawn as labelled points on an axis of epochs 0 to 2. Returns the figure."""
@@ -52,7 +55,7 @@ def plot_learning_curves(history: list[dict], path):
     fig = _new_figure(9.0, 3.5)
     ax_loss, ax_acc = fig.subplots(1, 2)
 
-    def series(key: str):
+    def series(key: str) -> tuple[list[Any], list[float]] | None:
         pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None and "epoch" in h]
         return ([p[0] for p in pts], [float(p[1]) for p in pts]) if pts else None
 
@@ -79,7 +82,7 @@ def plot_learning_curves(history: list[dict], path):
     return fig
 
 
-def plot_raster(layers: dict[str, Any], dt: float, path, title: str = "") -> None:
+def plot_raster(layers: dict[str, Any], dt: float, path: Path | str, title: str = "") -> None:
     """Spike raster of one sample, one panel per layer (in dict order: input, hidden, output).
 
     Each value is ``[T, N]`` with 0/1 spikes; a dot at ``(t * dt, n)`` (ms) for every nonzero
@@ -109,7 +112,7 @@ def plot_raster(layers: dict[str, Any], dt: float, path, title: str = "") -> Non
     _save_atomic(fig, path)
 
 
-def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path):
+def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path: Path | str) -> Figure:
     """One histogram of the learned delays (ms) per layer, on ``[0, delay_max]`` (a dashed line marks
     ``delay_max``, the largest delay allowed). With an empty dict, writes a figure that says "no learnable
     delays". Returns the figure."""
@@ -137,7 +140,7 @@ def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path):
     return fig
 
 
-def plot_perturbation(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, path,
+def plot_perturbation(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, path: Path | str,
                       chance: float | None = None, title: str = "") -> None:
     """Accuracy against perturbation level, one line per model: ``curves[label] = (levels, accuracies)``."""
     fig = _new_figure(6.0, 4.0)

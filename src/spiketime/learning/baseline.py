@@ -27,7 +27,7 @@ def _fit(f: Tensor, y: Tensor, num_classes: int, l2: float, max_iter: int = 100)
                             tolerance_change=1e-10,
                             history_size=20, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> Tensor:
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(f @ w + b, y) + l2 * (w * w).sum()
         loss.backward()

@@ -1,4 +1,4 @@
-r"""Online three-factor learning (``train.learner: online``): eligibility traces, forward in time only.
+r"""Online three-factor learning (the application's ``learner: online``): eligibility traces, forward in time only.
 
 The learner simulates the network step by step (under ``torch.no_grad``, with the model's own pieces:
 :func:`~spiketime.functional.lif.lif_step`, :func:`~spiketime.functional.li.li_step`,
@@ -33,61 +33,54 @@ the same model with ``detach_reset`` (every parameter: weights, delays, time con
 layers, recurrent weights and random feedback are approximations (docs/online.md).
 
 Memory: ``O(B M N)`` per trace plus the ``taps`` ring buffer, independent of ``T``
-(:meth:`OnlineLearner.state_bytes`). Sparse projections (``model.density``, a fixed fan-in ``k`` per neuron)
+(:meth:`OnlineLearner.state_bytes`). Sparse projections (a mask of a fixed fan-in ``k`` per neuron)
 with ``k <= N / 2`` keep their traces only on the ``k`` connections of each neuron (``[B, M, k]``, columns
 ``cols``), and synaptic delays filter only those connections: time and memory scale with the density.
 Weight gradients go through ``effective_weight`` (masks).
+
+The machinery (states, traces, accumulators) is :class:`~spiketime.learning.online_traces.TraceNetwork`; this module
+adds the update policy: :meth:`OnlineLearner.run` (a whole batch, optimiser steps every ``update_every``) and the
+streaming :meth:`OnlineLearner.step` / :meth:`OnlineLearner.flush` for a plain PyTorch loop.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spiketime.errors import InputError
-from spiketime.functional.delay import delay_kernel
-from spiketime.functional.li import LIState, li_step
-from spiketime.functional.lif import LIFState, decay, lif_init, lif_step
-from spiketime.kernels.sparse import linear
+from spiketime.learning.online_traces import FEEDBACKS, TraceNetwork, kernel_and_derivative, mask_columns
 from spiketime.learning.sam import SAM, perturbed
-from spiketime.nn.layers import LI, LIF
 from spiketime.progress import EpochMonitor
 
-FEEDBACKS = ("symmetric", "random")
-_SMALL = 1 << 20  # traces up to this many elements are contracted with the learning signal by a broadcast product
-
 __all__ = ["FEEDBACKS", "OnlineLearner", "OnlineResult", "check_update_every", "kernel_and_derivative",
-           "online_gradients", "optimizer_step"]
-
-
-def kernel_and_derivative(delays: Tensor, dt: float, taps: int, mode: str, sigma: float) -> tuple[Tensor, Tensor]:
-    """The model's delay kernel ``w_k(D)`` (:func:`delay_kernel`, ``[*delays.shape, taps]``) and its
-    elementwise derivative ``dw_k/dD`` (forward-mode AD through the same function: each ``w_k`` depends on its
-    own delay only, so one tangent of ones gives every derivative)."""
-    with torch.enable_grad(), fwAD.dual_level():
-        d = delays.detach().clone().requires_grad_(True)  # the gaussian kernel is straight-through only then
-        k = delay_kernel(fwAD.make_dual(d, torch.ones_like(d)), dt, taps, mode, sigma)
-        primal, tangent = fwAD.unpack_dual(k)
-    primal = primal.detach()
-    return primal, (torch.zeros_like(primal) if tangent is None else tangent.detach())
-
-
-def _effective(module: nn.Module) -> Tensor:
-    return getattr(module, "effective_weight", module.weight).detach()
+           "mask_columns", "online_gradients", "optimizer_step", "resolve_sam"]
 
 
 def check_update_every(update_every: Any) -> None:
-    """``train.update_every`` of an online learner: None (once per sequence) or an integer >= 1."""
+    """``update_every`` of an online learner: None (once per sequence) or an integer >= 1."""
     if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
                                      or update_every < 1):
         raise InputError(f"update_every: expected None or an integer >= 1, got {update_every!r}")
+
+
+def resolve_sam(sam: SAM | None, sam_rho: float = 0.0, sam_adaptive: bool = False) -> SAM:
+    """The learner's :class:`~spiketime.learning.sam.SAM`: ``sam`` itself, else ``SAM(sam_rho, sam_adaptive)``
+    (the older arguments; ``rho = 0`` is no SAM). Giving both ``sam`` and ``sam_rho > 0`` is an error."""
+    if sam is not None:
+        if sam_rho:
+            raise InputError(f"sam, sam_rho: give one of them, got sam={sam!r} and sam_rho={sam_rho!r}")
+        if not isinstance(sam, SAM):
+            raise InputError(f"sam: expected a spiketime.learning.sam.SAM or None, got {type(sam).__name__}")
+        return sam
+    if not (isinstance(sam_rho, (int, float)) and sam_rho >= 0):
+        raise InputError(f"sam_rho: expected a number >= 0, got {sam_rho!r}")
+    return SAM(sam_rho, sam_adaptive)
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
@@ -99,85 +92,17 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip
     model.project_()
 
 
-def mask_columns(module: nn.Module) -> Tensor | None:
-    """``[M, k]`` column indices of the connections of each row of ``module.mask`` (a fixed fan-in ``k``), when
-    the traces are worth keeping compressed (``k <= N / 2``); None for dense modules and denser masks."""
-    mask = getattr(module, "mask", None)
-    if mask is None:
-        return None
-    m, n = mask.shape
-    k = int(mask[0].count_nonzero()) if m else 0
-    if 2 * k > n or not bool((mask.count_nonzero(1) == k).all()):
-        return None
-    return mask.nonzero()[:, 1].reshape(m, k)  # nonzero() is row-major: row j's columns, sorted
-
-
-def _per_connection(v: Tensor, cols: Tensor | None) -> Tensor:
-    """``v[b, cols[j, c]]``: the input ``[B, N]`` on each neuron's connections, ``[B, M, k]``; without ``cols``
-    (dense) ``[B, 1, N]``, broadcast over the neurons."""
-    if cols is None:
-        return v.unsqueeze(1)
-    return v.index_select(1, cols.reshape(-1)).view(v.shape[0], *cols.shape)
-
-
-def _param_grad(module: nn.Module, g_eff: Tensor) -> Tensor:
-    """Gradient of ``module.weight`` from the gradient of its effective weight (``weight * mask``: times the mask)."""
-    if getattr(module, "mask", None) is None and not hasattr(type(module), "effective_weight"):
-        return g_eff
-    with torch.enable_grad():
-        w = module.weight
-        eff = getattr(module, "effective_weight", w)
-        if eff is w or not eff.requires_grad:
-            return g_eff
-        (g,) = torch.autograd.grad(eff, w, g_eff)
-    return g
-
-
-class _Trace:
-    """``eps`` (dv/dtheta along the membrane), ``epsi`` (the synaptic-current stage, CuBa only) and ``ebar``."""
-
-    def __init__(self, shape: tuple[int, ...], like: Tensor, cuba: bool) -> None:
-        self.eps = like.new_zeros(shape)
-        self.epsi = like.new_zeros(shape) if cuba else None
-        self.ebar = like.new_zeros(shape)
-
-    def tensors(self) -> list[Tensor]:
-        return [t for t in (self.eps, self.epsi, self.ebar) if t is not None]
-
-    def clone(self) -> _Trace:
-        other = object.__new__(_Trace)
-        other.eps, other.ebar = self.eps.clone(), self.ebar.clone()
-        other.epsi = None if self.epsi is None else self.epsi.clone()
-        return other
-
-
-@dataclass
-class _Layer:
-    proj: nn.Module
-    neuron: LIF
-    rec: nn.Module | None
-    learn: dict[str, nn.Parameter]  # "weight", "delays", "rec", "tau_mem", "tau_syn" -> the learned parameter
-    state: LIFState | None = None
-    cols: Tensor | None = None  # [M, k]: the inputs of each neuron, when the traces are compressed (sparse)
-    rec_cols: Tensor | None = None  # the same for the recurrent weights
-    buf: Tensor | None = None  # ring buffer [taps, B, N] of the last taps inputs
-    ptr: int = -1
-    lags: Tensor | None = None  # [taps, taps]: buffer rows of lags 0..taps-1 for each pointer
-    traces: dict[str, _Trace] = field(default_factory=dict)
-    acc: dict[str, Tensor] = field(default_factory=dict)
-    psi: Tensor | None = None
-    signal: Tensor | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.proj.kind
+def check_steps(name: str, value: Any) -> None:
+    """``name`` (``batch_size``, ``steps``) must be an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 @dataclass
 class OnlineResult:
     """What :meth:`OnlineLearner.run` returns: the summed per-sample ``per_step`` loss (sum over the batch of
-    each sample's mean over time), the number of optimiser steps, and (``record=True``) the hidden spikes per
-    layer ``[T, B, M_l]`` and the readout ``[T, B, K]``."""
+    each sample's ``1/T sum_t CE_t``), the number of updates in this call, and (``record=True``) the hidden
+    spikes per layer ``[T, B, M_l]`` and the readout ``[T, B, K]``."""
 
     loss_sum: float
     updates: int
@@ -185,19 +110,45 @@ class OnlineResult:
     y: Tensor | None = None
 
 
-class OnlineLearner:
+class OnlineLearner(TraceNetwork):
     """Online three-factor learner for a :class:`~spiketime.nn.network.SpikingNetwork` (module docstring).
 
-    ``update_every``: ``None`` puts the accumulated gradient into ``p.grad`` once, at the end of each sequence;
-    ``K``: every ``K`` steps (and at the end). At each update, with an ``optimizer``: ``zero_grad``, gradients in
-    ``p.grad``, ``grad_clip`` (global norm), ``optimizer.step()``, ``model.project_()``; without one the
-    gradients are added to ``p.grad`` (the sum over the sequence) and no parameter changes. Holds no state
-    between sequences (``feedback: random`` matrices are drawn again from ``seed``, identically).
+    The loss of a batch of ``B`` sequences is ``L = 1/(T B) sum_t sum_b CE(y_b[t], c_b)`` and the learner
+    accumulates its online gradient ``dL/dtheta = sum_t sum_b L_j[t] ebar[t]`` forward in time.
 
-    ``sam_rho > 0`` (with an optimizer): SAM / ASAM (:mod:`spiketime.learning.sam`). The learner snapshots its state
-    at the start of each update's steps; at the update it perturbs the weights along the accumulated gradient,
-    re-runs those steps from the snapshot, steps the optimiser with the gradient found there (from the original
-    weights) and continues from the unperturbed state. Twice the compute; memory still independent of ``T``.
+    **Streaming** (one time step per call, the state carried between calls; parameters never change inside)::
+
+        import torch
+        from spiketime.learning.online import OnlineLearner
+        from spiketime.nn.network import SpikingNetwork
+
+        net = SpikingNetwork(5, 3, [16], delays="axonal", delay_max=4.0, seed=0)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        learner = OnlineLearner(net)                      # no optimiser: the loop below owns it
+        x, c = (torch.rand(20, 2, 5) < 0.3).float(), torch.tensor([0, 2])   # x [T, B, N_in], c [B]
+        for epoch in range(3):
+            learner.reset(x.shape[1], steps=x.shape[0])   # new sequences; steps=T: the loss's 1/T
+            for x_t in x:
+                y_t, loss_t = learner.step(x_t, c)        # [B, K] readout, batch-mean CE of this step
+            learner.flush()                               # p.grad += the accumulated gradient
+            opt.step(); net.project_(); opt.zero_grad()
+
+    ``step`` resets implicitly at the first call (``steps=None``: every step weighs 1, ``L = 1/B sum_t sum_b
+    CE``). ``flush`` may come every few steps too (the traces go on; the weights may change in between: cached
+    effective weights and delay kernels are rebuilt when a parameter changed in place).
+
+    **Whole batches**: :meth:`run` ``(x [T, B, N_in], c [B])``. ``update_every``: ``None`` updates once, at the
+    end of each sequence; ``K``: every ``K`` steps (and at the end). Each update (:meth:`update`), with an
+    ``optimizer``: ``zero_grad``, gradients in ``p.grad``, ``grad_clip`` (global norm), ``optimizer.step()``,
+    ``model.project_()``; without one the gradients are added to ``p.grad`` (the sum over the sequence) and
+    no parameter changes, so the caller steps its own optimiser afterwards. ``feedback: random`` matrices are
+    drawn once from ``seed``.
+
+    ``sam`` (:class:`~spiketime.learning.sam.SAM`; or the older ``sam_rho``, ``sam_adaptive``): SAM / ASAM. The
+    learner snapshots its state at the first step after each flush and keeps those steps' inputs; at the flush
+    it perturbs the weights along the accumulated gradient, re-runs those steps from the snapshot, puts the
+    gradient found there into ``p.grad`` (the weights restored) and continues from the unperturbed state.
+    Twice the compute; the inputs since the last flush are held (``K`` steps with ``update_every=K``).
     """
 
     def __init__(self, model: nn.Module, feedback: str = "symmetric", update_every: int | None = None,
@@ -207,394 +158,172 @@ class OnlineLearner:
         if feedback not in FEEDBACKS:
             raise InputError(f"feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
         check_update_every(update_every)
-        self.model, self.feedback, self.update_every = model, feedback, update_every
-        self.optimizer, self.grad_clip = optimizer, grad_clip
-        if sam is not None:  # a SAM wrapper (spiketime.learning.sam.SAM) stands for sam_rho, sam_adaptive
-            sam_rho, sam_adaptive = sam.rho, sam.adaptive
-        self.sam_rho, self.sam_adaptive = sam_rho, sam_adaptive
-        projs, neurons = list(model.projections), list(model.neurons)
-        readout = neurons[-1]
-        if not isinstance(readout, LI):
-            raise InputError("OnlineLearner: the readout must be an LI layer (readout='li'; the rule needs a loss on a "
-                              "leaky-integrator readout at every step)")
-        beta_o = decay(readout.log_tau.detach().exp(), model.dt)
-        if not bool((beta_o == beta_o.reshape(-1)[0]).all()):
-            raise InputError("OnlineLearner: the readout needs one time constant (tau_out) shared by all "
-                              "readout neurons (the eligibilities are filtered by it once)")
-        if readout.log_tau.requires_grad:
-            raise InputError("OnlineLearner: the readout time constant (tau_out) must not be learnable")
-        self.beta_o = float(beta_o.reshape(-1)[0])
-        self.readout, self.readout_proj = readout, projs[-1]
-        if getattr(self.readout_proj, "bias", None) is not None:
-            raise InputError("online learner: readout biases are not supported")
-        recs = list(getattr(model, "recurrents", []))
-        self.layers: list[_Layer] = []
-        handled = {id(self.readout_proj.weight)}
-        for idx, (proj, neuron) in enumerate(zip(projs[:-1], neurons[:-1])):
-            if not isinstance(neuron, LIF):
-                raise InputError(f"online learner: hidden layer {idx + 1} is not a LIF layer")
-            if getattr(proj, "bias", None) is not None:
-                raise InputError("online learner: projection biases are not supported")
-            rec = recs[idx] if idx < len(recs) else None
-            learn: dict[str, nn.Parameter] = {}
-            for name, p in (("weight", proj.weight), ("delays", getattr(proj, "delays", None)),
-                            ("rec", None if rec is None else rec.weight), ("tau_mem", neuron.log_tau_mem),
-                            ("tau_syn", neuron.log_tau_syn)):
-                if p is not None and p.requires_grad:
-                    learn[name] = p
-            handled |= {id(p) for p in learn.values()}
-            self.layers.append(_Layer(proj, neuron, rec, learn, cols=mask_columns(proj),
-                                      rec_cols=None if rec is None else mask_columns(rec)))
-        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in handled]
-        if missing:
-            raise InputError(f"online learner: no rule for parameter(s) {', '.join(missing)}")
-        w_o = self.readout_proj.weight
-        self.dtype, self.device = w_o.dtype, w_o.device
-        self.n_out = w_o.shape[0]
-        self.feedback_matrices: list[Tensor] = []
-        if feedback == "random":
-            g = torch.Generator().manual_seed(seed)
-            k = self.n_out
-            self.feedback_matrices = [
-                (torch.randn(k, lay.neuron.n, generator=g, dtype=torch.float64) / math.sqrt(k)).to(
-                    device=self.device, dtype=self.dtype) for lay in self.layers]
-        self._cache: dict[Any, Tensor] = {}
-        self._held: list[Tensor] = []
-        self.updates = 0
+        self.sam = resolve_sam(sam, sam_rho, sam_adaptive)
+        super().__init__(model, feedback, seed)
+        self.update_every, self.optimizer, self.grad_clip = update_every, optimizer, grad_clip
+        self.sam_rho, self.sam_adaptive = self.sam.rho, self.sam.adaptive
+        self.updates = 0  # update() calls since the last reset
+        self.steps: int | None = None  # the T of the loss average (None: every step weighs 1)
+        self.batch_size: int | None = None
+        self._norm = 1.0
+        self._since = 0  # steps since the last flush
+        self._start: tuple | None = None  # SAM: the state at the first step since the last flush
+        self._pending: list[tuple[Tensor, Tensor]] = []  # SAM: those steps' inputs and targets
 
-    # ------------------------------------------------------------------------------------------ state
+    # ------------------------------------------------------------------------------------------ streaming
 
-    def _reset(self, batch: int) -> None:
-        like = torch.empty(0, dtype=self.dtype, device=self.device)
-        self._cache.clear()
-        for lay in self.layers:
-            m, n = lay.proj.n_out, lay.proj.n_in
-            cuba = lay.neuron.log_tau_syn is not None
-            lay.state = lif_init(batch, m, like)
-            if lay.kind != "none":
-                taps = lay.proj.taps
-                lay.buf = like.new_zeros(taps, batch, n)
-                lay.ptr = -1
-                lay.lags = (torch.arange(taps).unsqueeze(1) - torch.arange(taps).unsqueeze(0)) % taps
-                lay.lags = lay.lags.to(self.device)
-            lay.traces, lay.acc = {}, {}
-            width = n if lay.cols is None else lay.cols.shape[1]
-            rec_width = m if lay.rec_cols is None else lay.rec_cols.shape[1]
-            for name in lay.learn:
-                if name in ("weight", "delays"):
-                    lay.traces[name] = _Trace((batch, m, width), like, cuba)
-                elif name == "rec":
-                    lay.traces[name] = _Trace((batch, m, rec_width), like, cuba)
-                else:  # time constants: per neuron
-                    lay.traces[name] = _Trace((batch, m), like, name == "tau_syn")
-                lay.acc[name] = like.new_zeros(lay.traces[name].eps.shape[1:])  # sum over b: [M, width] or [M]
-        self.li = LIState(like.new_zeros(batch, self.n_out))
-        self.sbar = like.new_zeros(batch, self.layers[-1].neuron.n)
-        self.acc_out = torch.zeros_like(self.readout_proj.weight, dtype=self.dtype)
+    def reset(self, batch_size: int, steps: int | None = None) -> None:
+        """Start ``batch_size`` new sequences: zero neuron states, buffers, traces and accumulators. ``steps``:
+        the sequence length ``T`` the loss averages over (``err[t] = (softmax(y[t]) - onehot) / (T B)``);
+        None: each step's loss weighs 1 (``err[t] = (softmax(y[t]) - onehot) / B``)."""
+        check_steps("batch_size", batch_size)
+        if steps is not None:
+            check_steps("steps", steps)
+        self._reset(batch_size)
+        self.batch_size, self.steps, self.updates = batch_size, steps, 0
+        self._norm = 1.0 / (steps * batch_size) if steps is not None else 1.0 / batch_size
+        self._since, self._start, self._pending = 0, None, []
 
-    def state_tensors(self) -> list[Tensor]:
-        """Every tensor the learner holds while it runs: neuron states, ring buffers, traces, gradient
-        accumulators, readout state, feedback matrices, cached effective weights and delay kernels."""
-        out: list[Tensor] = []
-        for lay in self.layers:
-            if lay.state is not None:
-                out += [lay.state.v, lay.state.i, lay.state.s]
-            out += [t for t in (lay.buf, lay.lags, lay.cols, lay.rec_cols) if t is not None]
-            for tr in lay.traces.values():
-                out += tr.tensors()
-            out += list(lay.acc.values())
-        for name in ("li", "sbar", "acc_out"):
-            v = getattr(self, name, None)
-            if v is not None:
-                out += list(v) if isinstance(v, tuple) else [v]
-        out += self.feedback_matrices + list(self._cache.values())
-        return out
+    def step(self, x_t: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Advance the network one step on ``x_t`` [B, N_in] with class indices ``target`` [B] and add this
+        step's gradient to the accumulator (:meth:`flush` puts it into ``p.grad``). Returns the readout
+        ``y_t`` [B, K] and the step's batch-mean loss ``mean_b CE(y_t[b], target[b])`` (a 0-d tensor)."""
+        if x_t.dim() != 2:
+            raise InputError(f"x_t: expected [B, N_in], got shape {tuple(x_t.shape)}")
+        n_in = self.layers[0].proj.n_in if self.layers else self.readout_proj.n_in
+        if x_t.shape[1] != n_in:
+            raise InputError(f"x_t: expected {n_in} inputs per step, got shape {tuple(x_t.shape)}")
+        if self.batch_size is None or self.acc_out is None:
+            self.reset(x_t.shape[0])
+        elif x_t.shape[0] != self.batch_size:
+            raise InputError(f"x_t: batch of {x_t.shape[0]}, but the sequences were started with batch_size "
+                             f"{self.batch_size}; call reset(batch_size) first")
+        target = target.to(self.device)
+        if tuple(target.shape) != (self.batch_size,):
+            raise InputError(f"target: expected [B] = [{self.batch_size}] class indices, got shape "
+                             f"{tuple(target.shape)}")
+        with torch.no_grad():
+            _, y, loss = self._advance(x_t.to(device=self.device, dtype=self.dtype), target)
+        return y, loss / self.batch_size
 
-    def state_bytes(self) -> int:
-        """Bytes of the learner's state (:meth:`state_tensors`, each storage counted once): constant in ``T``."""
-        seen: dict[tuple[str, int], int] = {}
-        for t in self.state_tensors():
-            st = t.untyped_storage()
-            seen[(str(t.device), st.data_ptr())] = max(seen.get((str(t.device), st.data_ptr()), 0), st.nbytes())
-        return sum(seen.values())
-
-    def _snapshot(self) -> tuple:
-        """Copies of everything a step changes (neuron states, ring buffers and pointers, traces, accumulators,
-        readout state): where a SAM re-run starts from, and where the learner continues after it."""
-        layers = [(LIFState(*(t.clone() for t in lay.state)), None if lay.buf is None else lay.buf.clone(), lay.ptr,
-                   {n: tr.clone() for n, tr in lay.traces.items()}, {n: a.clone() for n, a in lay.acc.items()})
-                  for lay in self.layers]
-        return layers, LIState(self.li.v.clone()), self.sbar.clone(), self.acc_out.clone()
-
-    def _restore(self, snap: tuple) -> None:
-        """Put a :meth:`_snapshot` back (its tensors are taken over, not copied: use each snapshot once)."""
-        layers, self.li, self.sbar, self.acc_out = snap
-        for lay, (state, buf, ptr, traces, acc) in zip(self.layers, layers):
-            lay.state, lay.buf, lay.ptr, lay.traces, lay.acc = state, buf, ptr, traces, acc
-
-    def release(self) -> None:
-        """Drop the per-sequence state (traces, buffers)."""
-        for lay in self.layers:
-            lay.state = lay.buf = lay.lags = lay.psi = lay.signal = None
-            lay.traces, lay.acc = {}, {}
-        self.li = self.sbar = self.acc_out = None
-        self._cache.clear()
-
-    # ------------------------------------------------------------------------------------------ cached
-
-    def _cached(self, key: Any, make: Callable[[], Tensor]) -> Tensor:
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
-
-    def _kernel(self, lay: _Layer) -> tuple[Tensor, Tensor | None]:
-        """The delay kernel ``[*delays.shape, taps]`` and its derivative (None when the delays are fixed)."""
-        p = lay.proj
-        if "delays" in lay.learn:
-            k, dk = kernel_and_derivative(p.delays, p.dt, p.taps, p.mode, p.sigma)
-            return k.to(self.dtype), dk.to(self.dtype)
-        return delay_kernel(p.delays.detach(), p.dt, p.taps, p.mode, p.sigma).to(self.dtype), None
-
-    def _synaptic_filter(self, i: int, lay: _Layer) -> tuple[Tensor, Tensor]:
-        """Synaptic delays as one batched product over the inputs: the kernels (and derivatives) of input ``n``'s
-        connections as the rows of ``[N, c P, taps]`` (``c`` = 1 or 2, ``P`` the most connections of one input,
-        zero-padded), and the rows ``[c, M k]`` of the product that hold each connection's value (row-major over
-        ``cols``; every column when dense)."""
-        if ("Ks", i) not in self._cache:
-            k, dk = self._kernel(lay)  # not kept: only the packed rows are
-            m, n, taps = k.shape
-            cols = lay.cols if lay.cols is not None else torch.arange(n, device=k.device).expand(m, n)
-            flat = cols.reshape(-1)
-            counts = torch.bincount(flat, minlength=n)
-            order = torch.argsort(flat, stable=True)
-            rank = torch.empty_like(flat)
-            first = torch.cumsum(counts, 0) - counts  # where input n's connections start in the sorted order
-            rank[order] = torch.arange(flat.numel(), device=flat.device) - first[flat[order]]
-            per = int(counts.max()) if flat.numel() else 0
-            stacked = [k] if dk is None else [k, dk]
-            packed = k.new_zeros(n, len(stacked), per, taps)
-            for c, kern in enumerate(stacked):
-                packed[flat, c, rank] = kern.gather(1, cols.unsqueeze(2).expand(-1, -1, taps)).reshape(-1, taps)
-            rows = torch.stack([flat * (len(stacked) * per) + c * per + rank for c in range(len(stacked))])
-            self._cache[("Ks", i)], self._cache[("Kr", i)] = packed.reshape(n, -1, taps), rows
-        return self._cache[("Ks", i)], self._cache[("Kr", i)]
-
-    # ------------------------------------------------------------------------------------------ one step
-
-    def _layer_step(self, i: int, lay: _Layer, h: Tensor) -> Tensor:
-        proj, neuron = lay.proj, lay.neuron
-        dt = neuron.dt
-        w = self._cached(("W", i), lambda: _effective(proj).to(self.dtype))
-        cols = lay.cols
-        w_c = w if cols is None else self._cached(("Wc", i), lambda: w.gather(1, cols))  # [M, k]: connections only
-        dxd = None
-        if lay.kind == "none":
-            xd = h
-            current = linear(h, w)
-        else:
-            taps = proj.taps
-            lay.ptr = (lay.ptr + 1) % taps
-            lay.buf[lay.ptr] = h
-            lagged = lay.buf.index_select(0, lay.lags[lay.ptr])  # [taps, B, N], lag k = input at t - k
-            if lay.kind == "axonal":  # sum_k w_k(D_i) x_i[t-k]: a [taps, B, N] product, summed (einsum is slower)
-                if ("K", i) not in self._cache:
-                    self._cache[("K", i)], self._cache[("dK", i)] = self._kernel(lay)
-                k, dk = self._cache[("K", i)], self._cache[("dK", i)]
-                xd = (k.t().unsqueeze(1) * lagged).sum(0)
-                current = linear(xd, w)
-                if dk is not None:
-                    dxd = (dk.t().unsqueeze(1) * lagged).sum(0)
-            else:  # each connection's own filter: [N, c P, taps] @ [N, taps, B], then each connection's row
-                packed, rows = self._synaptic_filter(i, lay)
-                out = torch.bmm(packed, lagged.permute(2, 0, 1).contiguous()).reshape(-1, h.shape[0])  # [N c P, B]
-                m, width = w_c.shape
-                xd = out.index_select(0, rows[0]).t().view(h.shape[0], m, width)  # [B, M, k (or N)]
-                dxd = out.index_select(0, rows[1]).t().view(h.shape[0], m, width) if rows.shape[0] == 2 else None
-                current = (w_c * xd).sum(2)
-        prev = lay.state
-        if lay.rec is not None:
-            w_rec = self._cached(("R", i), lambda: _effective(lay.rec).to(self.dtype))
-            current = current + prev.s.to(self.dtype) @ w_rec.t()
-        params = neuron.params()
-        s, lay.state = lif_step(current, prev, params, dt)
-        beta = decay(neuron.tau_mem.detach(), dt).to(self.dtype).expand(neuron.n)
-        alpha = None if neuron.log_tau_syn is None else decay(neuron.log_tau_syn.detach().exp(), dt).to(self.dtype)
-        zero = neuron.reset == "zero"
-        r = (1.0 - prev.s) if zero else None  # [B, M]: the detached reset's factor on the carried membrane
-        psi = params.surrogate.grad(lay.state.v - params.theta)
-        lay.psi = psi
-        psi_o = (1.0 - self.beta_o) * psi
-        # traces over (j, i): per-neuron factors as [M, 1] (or [B, M, 1] with a zero reset)
-        beta_r = beta.unsqueeze(1) * r.unsqueeze(2) if zero else beta.unsqueeze(1)
-        omb = (1.0 - beta).unsqueeze(1)
-        alpha_c = None if alpha is None else alpha.unsqueeze(1)
-        for name, tr in lay.traces.items():  # xd, dxd: [B, M, k] (synaptic) or [B, N] (none, axonal)
-            if name == "weight":
-                u = xd if xd.dim() == 3 else _per_connection(xd, cols)
-            elif name == "delays":
-                u = w_c * (dxd if dxd.dim() == 3 else _per_connection(dxd, cols))
-            elif name == "rec":
-                u = _per_connection(prev.s.to(self.dtype), lay.rec_cols)
-            elif name == "tau_mem":  # d v / d beta = r (v[t-1] + beta eps[t-1]) - i[t]
-                tr.eps.mul_(beta).add_(prev.v)
-                if zero:
-                    tr.eps.mul_(r)
-                tr.eps.sub_(lay.state.i)
-                tr.ebar.mul_(self.beta_o).addcmul_(psi_o, tr.eps)
-                continue
-            else:  # tau_syn: epsi = i[t-1] + alpha epsi, then the membrane filter
-                tr.epsi.mul_(alpha).add_(prev.i)
-                tr.eps.mul_(beta * r if zero else beta).addcmul_(1.0 - beta, tr.epsi)
-                tr.ebar.mul_(self.beta_o).addcmul_(psi_o, tr.eps)
-                continue
-            if tr.epsi is not None:
-                tr.epsi.mul_(alpha_c).add_(u)
-                u = tr.epsi
-            tr.eps.mul_(beta_r).addcmul_(omb, u)
-            tr.ebar.mul_(self.beta_o).addcmul_(psi_o.unsqueeze(2), tr.eps)
-        return s
-
-    def _accumulate(self, lay: _Layer) -> None:
-        sig = lay.signal
-        for name, tr in lay.traces.items():
-            if tr.ebar.dim() == 2:
-                lay.acc[name].add_((sig * tr.ebar).sum(0))
-                continue
-            if tr.ebar.numel() <= _SMALL:  # broadcast product and sum: fewer, larger ops than einsum's small GEMMs
-                lay.acc[name].add_((sig.unsqueeze(2) * tr.ebar).sum(0))
-            else:
-                lay.acc[name].add_(torch.einsum("bm,bmn->mn", sig, tr.ebar))
-
-    def _step(self, x: Tensor, target: Tensor, onehot: Tensor, norm: float) -> tuple[list[Tensor], Tensor, Tensor]:
-        h, spikes = x, []
-        for i, lay in enumerate(self.layers):
-            h = self._layer_step(i, lay, h)
-            spikes.append(h)
-        w_o = self._cached("Wo", lambda: _effective(self.readout_proj).to(self.dtype))
-        y, self.li = li_step(linear(h, w_o), self.li, self.readout.log_tau.detach().exp(), self.readout.dt)
-        self.sbar.mul_(self.beta_o).add_(h, alpha=1.0 - self.beta_o)
-        loss = F.cross_entropy(y, target, reduction="sum")
-        err = (torch.softmax(y, dim=1) - onehot) * norm
-        self.acc_out.add_(err.t() @ self.sbar)
-        if self.feedback == "random":
-            for lay, b in zip(self.layers, self.feedback_matrices):
-                lay.signal = err @ b
-        else:
-            sig = err @ w_o
-            for i in range(len(self.layers) - 1, -1, -1):
-                self.layers[i].signal = sig
-                if i > 0:
-                    w_above = self._cached(("W", i), lambda j=i: _effective(self.layers[j].proj).to(self.dtype))
-                    sig = (self.layers[i].psi * sig) @ w_above
-        for lay in self.layers:
-            self._accumulate(lay)
-        return spikes, y, loss
-
-    # ------------------------------------------------------------------------------------------ updates
-
-    def _gradients(self) -> list[tuple[nn.Parameter, Tensor]]:
-        out: list[tuple[nn.Parameter, Tensor]] = []
-        for lay in self.layers:
-            for name, p in lay.learn.items():
-                g = lay.acc[name]
-                cols = lay.rec_cols if name == "rec" else lay.cols
-                if name in ("weight", "delays", "rec") and cols is not None:  # [M, k] -> [M, N]
-                    g = g.new_zeros((lay.rec if name == "rec" else lay.proj).mask.shape).scatter_(1, cols, g)
-                if name == "delays" and lay.kind == "axonal":  # one delay per input: the sum over neurons
-                    g = g.sum(0)
-                if name == "weight":
-                    g = _param_grad(lay.proj, g)
-                elif name == "rec":
-                    g = _param_grad(lay.rec, g)
-                elif name == "tau_mem":  # d beta / d log tau = beta dt / tau
-                    tau = p.detach().exp().to(self.dtype)
-                    g = g * decay(tau, lay.neuron.dt) * lay.neuron.dt / tau
-                elif name == "tau_syn":
-                    tau = p.detach().exp().to(self.dtype)
-                    g = g * decay(tau, lay.neuron.dt) * lay.neuron.dt / tau
-                out.append((p, g.to(p.dtype)))
-        out.append((self.readout_proj.weight, _param_grad(self.readout_proj, self.acc_out).to(
-            self.readout_proj.weight.dtype)))
-        return out
-
-    def _update(self, callback: Callable[[OnlineLearner], None] | None,
-                rerun: tuple[tuple, Tensor, Tensor, Tensor, float] | None = None) -> None:
-        """Apply the accumulated gradient. ``rerun``: (snapshot at the first step since the last update, those
-        steps' inputs [K, B, N], target, one-hot target, loss norm): SAM's second pass at perturbed weights."""
-        grads = self._gradients()
-        if self.optimizer is None:
+    def flush(self) -> None:
+        """``p.grad += dL/dp`` accumulated since the last flush (or reset), then zero the accumulator; no
+        parameter changes. With ``sam``: the gradient of those steps re-run from their starting state at the
+        perturbed weights ``w + e`` (``e`` from the accumulated gradient; :mod:`spiketime.learning.sam`)."""
+        if self.acc_out is None:
+            return
+        with torch.no_grad():
+            grads = self._gradients()
+            if self.sam and self._pending:
+                grads = self._sam_gradients(grads)
             for p, g in grads:
                 p.grad = g.clone() if p.grad is None else p.grad + g
+            for lay in self.layers:
+                for a in lay.acc.values():
+                    a.zero_()
+            self.acc_out.zero_()
+        self._since, self._start, self._pending = 0, None, []
+
+    def update(self) -> None:
+        """One update of :meth:`run`: with the learner's ``optimizer``: ``zero_grad``, :meth:`flush`, clip to
+        ``grad_clip``, ``optimizer.step()``, ``model.project_()``; without one: :meth:`flush` only."""
+        if self.optimizer is None:
+            self.flush()
         else:
             self.optimizer.zero_grad(set_to_none=True)
-            for p, g in grads:
-                p.grad = g.clone()
-            if rerun is not None:
-                start, xs, target, onehot, norm = rerun
-                end = self._snapshot()
-                with perturbed(self.model, self.sam_rho, self.sam_adaptive):
-                    self._cache.clear()
-                    self._restore(start)
-                    for xt in xs:
-                        self._step(xt, target, onehot, norm)
-                    for p, g in self._gradients():
-                        p.grad = g.clone()
-                self._restore(end)
-                self._cache.clear()
-            optimizer_step(self.model, self.optimizer, self.grad_clip)
+            self.flush()
+            with torch.no_grad():
+                optimizer_step(self.model, self.optimizer, self.grad_clip)
             self._cache.clear()  # effective weights and delay kernels changed
         self.updates += 1
-        for lay in self.layers:
-            for a in lay.acc.values():
-                a.zero_()
-        self.acc_out.zero_()
-        if callback is not None:
-            callback(self)
+
+    def release(self) -> None:
+        """Drop the per-sequence state (traces, buffers, SAM's held inputs); the next step starts afresh."""
+        super().release()
+        self.batch_size, self._since, self._start, self._pending = None, 0, None, []
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _advance(self, x_t: Tensor, target: Tensor, onehot: Tensor | None = None
+                 ) -> tuple[list[Tensor], Tensor, Tensor]:
+        """One step (``x_t`` already on the learner's device and dtype), remembered for SAM's re-run."""
+        if self.sam:
+            if self._start is None:
+                self._start = self._snapshot()
+            self._pending.append((x_t, target))
+        if onehot is None:
+            onehot = F.one_hot(target, self.n_out).to(self.dtype)
+        self._since += 1
+        return self._step(x_t, target, onehot, self._norm)
+
+    def _sam_gradients(self, grads: list[tuple[nn.Parameter, Tensor]]) -> list[tuple[nn.Parameter, Tensor]]:
+        """SAM's second pass: the steps since the last flush re-run from their snapshot at the weights perturbed
+        along ``grads``; their gradient (the learner continues from its unperturbed state; ``p.grad`` as before)."""
+        params = list(self.model.parameters())
+        saved = [p.grad for p in params]  # the caller's gradients: the perturbation uses the online gradient only
+        for p in params:
+            p.grad = None
+        for p, g in grads:
+            p.grad = g
+        end = self._snapshot()
+        with perturbed(self.model, self.sam.rho, self.sam.adaptive):
+            self._cache.clear()
+            self._restore(self._start)
+            for x_t, target in self._pending:
+                self._step(x_t, target, F.one_hot(target, self.n_out).to(self.dtype), self._norm)
+            grads = self._gradients()
+        self._restore(end)
+        self._cache.clear()
+        for p, g in zip(params, saved):
+            p.grad = g
+        return grads
+
+    # ------------------------------------------------------------------------------------------ whole batches
 
     def run(self, x: Tensor, target: Tensor, record: bool = False,
             callback: Callable[[OnlineLearner], None] | None = None,
-            monitor: EpochMonitor | None = None) -> OnlineResult:
-        """Learn from one batch ``x`` [T, B, N_in] with class indices ``target`` [B], step by step.
+            monitor: EpochMonitor | None = None, reset: bool = True) -> OnlineResult:
+        """Learn from one batch ``x`` [T, B, N_in] with class indices ``target`` [B], step by step, with an
+        :meth:`update` every ``update_every`` steps and at the end.
 
-        ``callback(learner)`` is called after every update. The state (traces, buffers) is kept until the next
-        run or :meth:`release`, so that :meth:`state_bytes` can be read. ``monitor`` (a training epoch's):
-        told every time step, and checks the loss so far before every optimiser step (raises
-        :class:`~spiketime.errors.TrainingDiverged` when it is not finite)."""
+        ``callback(learner)`` is called after every update. ``reset=False`` continues the sequences of the last
+        run or :meth:`reset` (a long stream in chunks; the loss keeps that reset's ``steps``). The state (traces,
+        buffers) is kept until the next run or :meth:`release`, so that :meth:`state_bytes` can be read.
+        ``monitor`` (a training epoch's): told every time step, and checks the loss so far before every
+        optimiser step (raises :class:`~spiketime.errors.TrainingDiverged` when it is not finite)."""
         if x.dim() != 3:
-            raise ValueError(f"x must be [T, B, N], got shape {tuple(x.shape)}")
+            raise InputError(f"x: expected [T, B, N_in], got shape {tuple(x.shape)}")
         x = x.to(device=self.device, dtype=self.dtype)
         target = target.to(self.device)
         T, B, _ = x.shape
-        self.updates = 0
-        self._reset(B)
+        if tuple(target.shape) != (B,):
+            raise InputError(f"target: expected [B] = [{B}] class indices, got shape {tuple(target.shape)}")
+        if reset or self.batch_size is None or self.acc_out is None:
+            self.reset(B, steps=max(T, 1))
+        elif B != self.batch_size:
+            raise InputError(f"x: batch of {B}, but the sequences were started with batch_size {self.batch_size}")
         onehot = F.one_hot(target, self.n_out).to(self.dtype)
-        norm = 1.0 / max(T * B, 1)
         loss = x.new_zeros(())
         spikes: list[list[Tensor]] = [[] for _ in self.layers]
         ys: list[Tensor] = []
-        since = 0
-        sam = self.sam_rho > 0 and self.optimizer is not None
+        first = self.updates
         with torch.no_grad():
-            start = self._snapshot() if sam else None
             for t in range(T):
-                s, y, step_loss = self._step(x[t], target, onehot, norm)
+                s, y, step_loss = self._advance(x[t], target, onehot)
                 loss += step_loss
                 if record:
                     for lst, st in zip(spikes, s):
                         lst.append(st)
                     ys.append(y)
-                since += 1
                 if monitor is not None:
                     monitor.step(t + 1, T)
-                if (self.update_every is not None and since == self.update_every) or t == T - 1:
+                if (self.update_every is not None and self._since >= self.update_every) or t == T - 1:
                     if monitor is not None and self.optimizer is not None:
                         monitor.check(loss)
-                    rerun = (start, x[t + 1 - since:t + 1], target, onehot, norm) if sam else None
-                    self._update(callback, rerun)
-                    since = 0
-                    if sam and t < T - 1:
-                        start = self._snapshot()
-        res = OnlineResult(loss_sum=float(loss) / max(T, 1), updates=self.updates)
+                    self.update()
+                    if callback is not None:
+                        callback(self)
+        res = OnlineResult(loss_sum=float(loss) / (self.steps or 1), updates=self.updates - first)
         if record:
             res.spikes = [torch.stack(lst) if lst else x.new_zeros(0, B, lay.neuron.n)
                           for lst, lay in zip(spikes, self.layers)]
@@ -604,7 +333,8 @@ class OnlineLearner:
 
 def online_gradients(model: nn.Module, x: Tensor, target: Tensor, feedback: str = "symmetric",
                      seed: int = 0) -> dict[str, Tensor]:
-    """The online rule's gradient of the ``per_step`` loss for one batch, by parameter name (no update)."""
+    """The online rule's gradient ``dL/dp`` of ``L = 1/(T B) sum_t sum_b CE(y_b[t], c_b)`` for one batch ``x``
+    [T, B, N_in], by parameter name (no update; ``p.grad`` is left holding it)."""
     model.zero_grad(set_to_none=True)
     OnlineLearner(model, feedback=feedback, seed=seed).run(x, target)
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}

@@ -25,6 +25,7 @@ from spiketime.functional.sigma_delta import detach_state as detach_neuron_state
 
 BUCKET_WEIGHTS = ("neuron", "synapse")
 MIN_LOG_RATIO = 1e-3  # log(tau_{k+1} / tau_k) >= 1e-3: taus stay >= 0.1 % apart, even in float32
+DEFAULT_NEURON = SigmaDeltaParams()  # the default neuron of GammaDense / GammaConv2d (None: a linear readout)
 
 
 def _inv_softplus(z: float) -> float:
@@ -173,7 +174,7 @@ class GammaDense(_GammaLayer):
 
     def __init__(self, n_in: int, n_out: int, dt: float, K: int = 5, tau_1: float = 5.0, factor: float = 1.5,
                  learn_taus: bool = True, bucket_weights: str = "neuron",
-                 neuron: SigmaDeltaParams | None = SigmaDeltaParams(), bias: bool = True, weight_scale: float = 1.0,
+                 neuron: SigmaDeltaParams | None = DEFAULT_NEURON, bias: bool = True, weight_scale: float = 1.0,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         if bucket_weights not in BUCKET_WEIGHTS:
@@ -222,7 +223,7 @@ class GammaConv2d(_GammaLayer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], dt: float,
                  K: int = 5, tau_1: float = 5.0, factor: float = 1.5, learn_taus: bool = True,
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
-                 neuron: SigmaDeltaParams | None = SigmaDeltaParams(), bias: bool = True, weight_scale: float = 1.0,
+                 neuron: SigmaDeltaParams | None = DEFAULT_NEURON, bias: bool = True, weight_scale: float = 1.0,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size

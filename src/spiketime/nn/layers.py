@@ -22,6 +22,7 @@ from spiketime.surrogate import FastSigmoid, Surrogate
 
 DELAY_KINDS = ("none", "axonal", "synaptic")
 DELAY_MODES = ("interp", "gaussian")
+DEFAULT_SURROGATE = FastSigmoid()  # the default surrogate of LIF (one shared, frozen instance)
 
 
 def fan_in(density: float, n: int) -> int:
@@ -58,7 +59,7 @@ class LIF(nn.Module):
         tau_syn: float | None = None,
         theta: float = 1.0,
         reset: str = "subtract",
-        surrogate: Surrogate = FastSigmoid(),
+        surrogate: Surrogate = DEFAULT_SURROGATE,
         detach_reset: bool = False,
         backend: str = "auto",
         smooth: bool = False,

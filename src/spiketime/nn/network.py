@@ -71,7 +71,8 @@ class SpikingNetwork(nn.Module):
         for a, b in zip(sizes[:-1], sizes[1:]):
             self.projections.append(
                 DelayedLinear(a, b, dt, delays, delay_max, delay_mode, delay_sigma,
-                              tuple(delay_init), weight_scale * gain, generator=g, density=density, **quant)
+                              tuple(delay_init), weight_scale * gain, generator=g, density=density, backend=backend,
+                              **quant)
             )
             if self.recurrent:
                 self.recurrents.append(Recurrent(b, density, 0.5 * weight_scale * gain, generator=g, **quant))
@@ -79,7 +80,7 @@ class SpikingNetwork(nn.Module):
                                     backend=backend, smooth=smooth))
         out_gain = theta / -math.expm1(-dt / tau_out)
         self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=weight_scale * out_gain,
-                                              generator=g, **quant))
+                                              generator=g, backend=backend, **quant))
         if readout == "li":
             self.neurons.append(LI(n_out, dt, tau_out, backend=backend))
         else:
