@@ -379,3 +379,23 @@ def test_kernels_import_one_way():
             assert not g.find_shortest_chain(importer=b, imported=a), f"cycle {a} -> {b}"
             assert not b.startswith(("spiketime.functional", "spiketime.nn", "spiketime.learning", "spiketime.app")), \
                 f"{a} imports {b}"
+
+
+def test_metrics_json_records_the_kernels_a_run_used(tmp_path, tiny_sets):
+    """`spiketime train` writes kernels.describe() into metrics.json: the LIF scan that trained the run is named
+    (the C kernel with a compiler, else the fused torch loop) and reference runs record the reference path."""
+    import json
+
+    from spiketime.app.cli.main import main
+
+    for backend in ("auto", "reference"):
+        out = tmp_path / backend
+        assert main(["train", "--out", str(out), *tiny_sets, "--set", "train.epochs=1", "--set",
+                     f"model.backend={backend}", "--quiet"]) == 0
+        k = json.loads((out / "metrics.json").read_text())["kernels"]
+        used = k["ops_used"]["lif"]["cpu"]
+        if backend == "reference":
+            assert "reference" in used
+        else:
+            assert used and "reference" not in used and (not k["c_compiled"] or "c" in used)
+        assert set(k["backends"]) == {"auto", "fused", "reference"}

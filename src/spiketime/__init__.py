@@ -69,6 +69,7 @@ _NAMES: dict[str, str] = {
     'Recurrent': 'spiketime.nn',
     'SpikingNetwork': 'spiketime.nn',
     # spiketime.learning
+    'GammaOnlineLearner': 'spiketime.learning',
     'OnlineLearner': 'spiketime.learning',
     'OnlineResult': 'spiketime.learning',
     'SAM': 'spiketime.learning',
@@ -78,7 +79,7 @@ _NAMES: dict[str, str] = {
     'class_scores': 'spiketime.learning',
     'count_baseline': 'spiketime.learning',
     'epoch_generator': 'spiketime.learning',
-    'evaluate': 'spiketime.learning',
+    'evaluate_model': 'spiketime.learning',
     'gamma_online_gradients': 'spiketime.learning',
     'online_gradients': 'spiketime.learning',
     'perturbed': 'spiketime.learning',

@@ -162,6 +162,7 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
         raise ConfigError(f"train.learner: {t.learner} runs in one process, not under torchrun (its optimiser "
                           "steps inside each sequence, with no gradient all-reduce)")
     torch.manual_seed(t.seed)
+    kernels.reset_ops_used()  # metrics.json's kernels.ops_used: what this run used
     splits = load_splits(cfg.data, progress=t.progress and world.is_main)  # data errors come before the run dir
     out = Path(broadcast(str(out), world))  # rank 0's: default run names hold a timestamp
     if world.is_main:

@@ -22,6 +22,7 @@ HARDWARE_BITS = {"int8": 8, "int4": 4}
 
 
 def qmax(bits: int) -> int:
+    """``2^(bits-1) - 1``: the largest code of symmetric ``bits``-bit quantisation (INT8: 127, INT4: 7)."""
     if not 2 <= bits <= 16:
         raise ValueError(f"weight bits must be in 2..16, got {bits!r}")
     return 2 ** (bits - 1) - 1
