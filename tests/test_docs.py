@@ -4,6 +4,8 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from spiketime.app import config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -33,3 +35,21 @@ def test_every_config_key_has_a_description():
     text = (DOCS / "config.md").read_text()
     for key in keys:
         assert f"| `{key}` |" in text, key
+
+
+def _python_blocks(path: Path) -> list[str]:
+    text = path.read_text()
+    return [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/online.md", "docs/api.md"])  # whole examples (other docs show fragments)
+def test_python_examples_in_the_docs_run(doc):
+    """Every ```python block of these docs runs as written (blocks of one file share a namespace, in order)."""
+    path = Path(__file__).resolve().parents[1] / doc
+    if not path.exists():
+        pytest.fail(f"{doc} is missing")
+    blocks = _python_blocks(path)
+    assert blocks, f"{doc} has no python example"
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, doc, "exec"), namespace)
