@@ -65,8 +65,15 @@ def measure(T: int, batch: int, n_in: int, hidden: int, n_out: int, dt: float, r
             fn()
             runs.append(time.perf_counter() - t0)
         times[name] = statistics.median(runs)
-    return {"T": T, "batch": batch, "bptt_MB": bptt_bytes / 2**20, "online_MB": online_bytes / 2**20,
-            "ratio": bptt_bytes / online_bytes, "bptt_s": times["bptt"], "online_s": times["online"]}
+    return {
+        "T": T,
+        "batch": batch,
+        "bptt_MB": bptt_bytes / 2**20,
+        "online_MB": online_bytes / 2**20,
+        "ratio": bptt_bytes / online_bytes,
+        "bptt_s": times["bptt"],
+        "online_s": times["online"],
+    }
 
 
 def main() -> None:
@@ -81,13 +88,18 @@ def main() -> None:
     p.add_argument("--out", default="docs/gamma_memory.csv")
     a = p.parse_args()
     rows = []
-    print("| T | BPTT saved MB | online MB (one step + state) | BPTT / online | BPTT s per batch | online s per batch |")
+    print(
+        "| T | BPTT saved MB | online MB (one step + state) | BPTT / online | BPTT s per batch | online s per batch |"
+    )
     print("|---|---|---|---|---|---|")
     for T in (int(v) for v in a.T.split(",")):
         r = measure(T, a.batch, a.n_in, a.hidden, a.n_out, a.duration / T, a.repeats)
         rows.append(r)
-        print(f"| {T} | {r['bptt_MB']:.1f} | {r['online_MB']:.2f} | {r['ratio']:.0f}x | {r['bptt_s']:.2f} | "
-              f"{r['online_s']:.2f} |", flush=True)
+        print(
+            f"| {T} | {r['bptt_MB']:.1f} | {r['online_MB']:.2f} | {r['ratio']:.0f}x | {r['bptt_s']:.2f} | "
+            f"{r['online_s']:.2f} |",
+            flush=True,
+        )
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -105,8 +117,12 @@ def main() -> None:
     Ts = [r["T"] for r in rows]
     ax.plot(Ts, [r["bptt_MB"] for r in rows], marker="o", label="BPTT (saved for backward)")
     ax.plot(Ts, [r["online_MB"] for r in rows], marker="o", label="gamma_online (one step + state)")
-    ax.set(xlabel="time steps T (same 1 s)", ylabel="training memory (MB)", yscale="log",
-           title=f"SpikingGamma training memory, batch {a.batch}")
+    ax.set(
+        xlabel="time steps T (same 1 s)",
+        ylabel="training memory (MB)",
+        yscale="log",
+        title=f"SpikingGamma training memory, batch {a.batch}",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()

@@ -16,20 +16,24 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-STYLE = {"spiketime": dict(color="black", lw=2.2, marker="o", zorder=5),
-         "matmul floor": dict(color="grey", lw=1.2, ls="--", marker="", zorder=1)}
+STYLE = {
+    "spiketime": dict(color="black", lw=2.2, marker="o", zorder=5),
+    "matmul floor": dict(color="grey", lw=1.2, ls="--", marker="", zorder=1),
+}
 
 
 def _title(data: dict) -> str:
     b, d = data["bench"], data.get("device_info", {})
     where = d.get("gpu") or d.get("cpu") or b["device"]
     threads = "" if b["device"] == "cuda" else f", {d.get('torch_threads', '?')} threads"
-    return (f"{where}{threads}\n{b['device']} {b['precision']}, batch {b['batch']}, "
-            f"spiketime delays: {b['delays']}, learner {b['learner']}")
+    return (
+        f"{where}{threads}\n{b['device']} {b['precision']}, batch {b['batch']}, "
+        f"spiketime delays: {b['delays']}, learner {b['learner']}"
+    )
 
 
 def plot(files: list[Path], out: Path) -> Path:
@@ -49,8 +53,15 @@ def plot(files: list[Path], out: Path) -> Path:
             ax.plot(ts, ms, label=name, **STYLE.get(name, dict(marker="o", ms=4, lw=1.2)))
         skipped = sorted({r["name"] for r in data["rows"] if r["status"] != "ok"} - set(lines))
         if skipped:
-            ax.text(0.02, 0.98, "skipped: " + ", ".join(skipped), transform=ax.transAxes, va="top", fontsize=7,
-                    color="firebrick")
+            ax.text(
+                0.02,
+                0.98,
+                "skipped: " + ", ".join(skipped),
+                transform=ax.transAxes,
+                va="top",
+                fontsize=7,
+                color="firebrick",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ts_all = sorted({t for pts in lines.values() for t, _ in pts})

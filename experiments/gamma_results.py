@@ -49,15 +49,21 @@ def method_table(sweep: str) -> None:
     print("| method | test accuracy (%) | hidden spikes per test sample | training time (min) |")
     print("|---|---|---|---|")
     for (_, method), ms in runs.items():
-        print(f"| {method} | {mean_std([m['test_accuracy'] for m in ms], 100)} | "
-              f"{mean_std([m['spikes_per_sample'] for m in ms], digits=0) if all('spikes_per_sample' in m for m in ms) else '–'} | "
-              f"{mean_std([m['train_seconds'] / 60 for m in ms])} |")
+        print(
+            f"| {method} | {mean_std([m['test_accuracy'] for m in ms], 100)} | "
+            f"{mean_std([m['spikes_per_sample'] for m in ms], digits=0) if all('spikes_per_sample' in m for m in ms) else '–'} | "
+            f"{mean_std([m['train_seconds'] / 60 for m in ms])} |"
+        )
 
 
 def frames_part() -> None:
     curves = {}
-    for name, label in (("bptt", "SpikingGamma, BPTT"), ("online", "SpikingGamma, online"),
-                        ("online_fixed", "SpikingGamma, online, fixed taus"), ("lif", "LIF + axonal delays, BPTT")):
+    for name, label in (
+        ("bptt", "SpikingGamma, BPTT"),
+        ("online", "SpikingGamma, online"),
+        ("online_fixed", "SpikingGamma, online, fixed taus"),
+        ("lif", "LIF + axonal delays, BPTT"),
+    ):
         f = RUNS / f"gamma_frames_{name}" / "frames.csv"
         if not f.is_file():
             continue
@@ -86,8 +92,11 @@ def frames_part() -> None:
     print("| frames | " + " | ".join(curves) + " |")
     print("|---|" + "---|" * len(curves))
     for n in frames:
-        print(f"| {n} | " + " | ".join(mean_std(sp[n], digits=0) if sp.get(n) else "–" for _, sp in curves.values())
-              + " |")
+        print(
+            f"| {n} | "
+            + " | ".join(mean_std(sp[n], digits=0) if sp.get(n) else "–" for _, sp in curves.values())
+            + " |"
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,8 +108,12 @@ def frames_part() -> None:
         s = [100 * (statistics.stdev(acc[n]) if len(acc[n]) > 1 else 0.0) for n in frames]
         ax.errorbar(frames, m, yerr=s, marker="o", ms=4, capsize=3, label=label)
     ax.axvline(500, color="grey", ls=":", lw=1)
-    ax.set(xscale="log", xlabel="frames for the same 1 s (trained at 500)", ylabel="test accuracy (%)",
-           title="spoken digits: one model, other time resolutions")
+    ax.set(
+        xscale="log",
+        xlabel="frames for the same 1 s (trained at 500)",
+        ylabel="test accuracy (%)",
+        title="spoken digits: one model, other time resolutions",
+    )
     ax.set_xticks(frames, [str(n) for n in frames])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
@@ -123,8 +136,10 @@ def gain_part() -> None:
     print("| train.gain_weight | test accuracy (%) | hidden spikes per test sample |")
     print("|---|---|---|")
     for g, ms in rows:
-        print(f"| {g:g} | {mean_std([m['test_accuracy'] for m in ms], 100)} | "
-              f"{mean_std([m['spikes_per_sample'] for m in ms], digits=0)} |")
+        print(
+            f"| {g:g} | {mean_std([m['test_accuracy'] for m in ms], 100)} | "
+            f"{mean_std([m['spikes_per_sample'] for m in ms], digits=0)} |"
+        )
     import matplotlib
     import matplotlib.ticker
 
@@ -137,18 +152,28 @@ def gain_part() -> None:
     xs = [statistics.mean(m["spikes_per_sample"] for m in ms) for _, ms in rows]
     ys = [100 * statistics.mean(m["test_accuracy"] for m in ms) for _, ms in rows]
     for _, ms in rows:
-        ax.scatter([m["spikes_per_sample"] for m in ms], [100 * m["test_accuracy"] for m in ms], s=10, color="grey",
-                   alpha=0.6)
+        ax.scatter(
+            [m["spikes_per_sample"] for m in ms], [100 * m["test_accuracy"] for m in ms], s=10, color="grey", alpha=0.6
+        )
     ax.plot(xs, ys, marker="o")
     for (g, _), x, y in zip(rows, xs, ys):
         ax.annotate(f"G={g:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize="small")
-    ax.set(xscale="log", xlabel="hidden spikes per test sample", ylabel="test accuracy (%)",
-           title="event digits: sparsity against accuracy (gain loss)")
+    ax.set(
+        xscale="log",
+        xlabel="hidden spikes per test sample",
+        ylabel="test accuracy (%)",
+        title="event digits: sparsity against accuracy (gain loss)",
+    )
     ax.minorticks_off()
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     if silent:
-        ax.text(0.02, 0.04, f"G = {', '.join(f'{g:g}' for g in silent)}: no spikes, at chance (not shown)",
-                transform=ax.transAxes, fontsize="small")
+        ax.text(
+            0.02,
+            0.04,
+            f"G = {', '.join(f'{g:g}' for g in silent)}: no spikes, at chance (not shown)",
+            transform=ax.transAxes,
+            fontsize="small",
+        )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     IMG.mkdir(parents=True, exist_ok=True)

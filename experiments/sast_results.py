@@ -33,9 +33,15 @@ SETTINGS = {
     "int4_m16": ["--hardware", "int4", "--membrane-bits", "16"],
     "int4_pt_m12": ["--hardware", "int4", "--quant", "per_tensor", "--membrane-bits", "12"],
 }
-LABELS = {"trained": "as trained (smooth spikes)", "hard": "hard swap", "int8": "INT8", "int4": "INT4",
-          "int8_m16": "INT8, 16-bit membrane", "int4_m16": "INT4, 16-bit membrane",
-          "int4_pt_m12": "INT4 per tensor, 12-bit membrane"}
+LABELS = {
+    "trained": "as trained (smooth spikes)",
+    "hard": "hard swap",
+    "int8": "INT8",
+    "int4": "INT4",
+    "int8_m16": "INT8, 16-bit membrane",
+    "int4_m16": "INT4, 16-bit membrane",
+    "int4_pt_m12": "INT4 per tensor, 12-bit membrane",
+}
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -54,8 +60,15 @@ def finished_runs(sweep: str) -> list[dict]:
     for run in expand(load_sweep(Path("experiments") / f"{sweep}.yaml")):
         d = RUNS / sweep / "runs" / run["name"]
         if (d / "metrics.json").is_file() and (d / "best.pt").is_file():
-            out.append({"row": run["row"], "method": run["method"], "seed": run["seed"], "dir": d,
-                        "metrics": json.loads((d / "metrics.json").read_text())})
+            out.append(
+                {
+                    "row": run["row"],
+                    "method": run["method"],
+                    "seed": run["seed"],
+                    "dir": d,
+                    "metrics": json.loads((d / "metrics.json").read_text()),
+                }
+            )
     return out
 
 
@@ -85,8 +98,11 @@ def main() -> None:
                 e = res[str(r["dir"])]
                 row[s] = e["test_accuracy"]
                 if s == "int8_m16":
-                    row.update(synops_per_sample=e["synops_per_sample"], activation_sparsity=e["activation_sparsity"],
-                               footprint_bytes=e["footprint_bytes"])
+                    row.update(
+                        synops_per_sample=e["synops_per_sample"],
+                        activation_sparsity=e["activation_sparsity"],
+                        footprint_bytes=e["footprint_bytes"],
+                    )
                 if s == "hard":
                     row["hard_spikes_per_sample"] = e["spikes_per_sample"]
             rows.append(row)
@@ -104,14 +120,18 @@ def main() -> None:
         for (grid_row, method), g in groups.items():
             print(f"| {grid_row} | {method} | " + " | ".join(mean_std([x[c] for x in g], 100) for c in cols) + " |")
         print(f"\n{title} ({sweep}): cost per test sample, INT8 weights and 16-bit membranes\n")
-        print("| setting | method | SynOps per sample | activation sparsity (%) | hidden spikes per sample (hard, "
-              "float) | parameter footprint (bytes) |")
+        print(
+            "| setting | method | SynOps per sample | activation sparsity (%) | hidden spikes per sample (hard, "
+            "float) | parameter footprint (bytes) |"
+        )
         print("|---|---|---|---|---|---|")
         for (grid_row, method), g in groups.items():
-            print(f"| {grid_row} | {method} | {mean_std([x['synops_per_sample'] for x in g], digits=0)} | "
-                  f"{mean_std([x['activation_sparsity'] for x in g], 100, 2)} | "
-                  f"{mean_std([x['hard_spikes_per_sample'] for x in g], digits=0)} | "
-                  f"{g[0]['footprint_bytes']:,} |")
+            print(
+                f"| {grid_row} | {method} | {mean_std([x['synops_per_sample'] for x in g], digits=0)} | "
+                f"{mean_std([x['activation_sparsity'] for x in g], 100, 2)} | "
+                f"{mean_std([x['hard_spikes_per_sample'] for x in g], digits=0)} | "
+                f"{g[0]['footprint_bytes']:,} |"
+            )
         swap_points[title] = groups
     if swap_points:
         plot(swap_points)
@@ -132,8 +152,13 @@ def plot(swap_points: dict[str, dict]) -> None:
             sds = [100 * (statistics.stdev(x[c] for x in g) if len(g) > 1 else 0.0) for c in cols]
             label = method if grid_row == "all" else f"{method}, {grid_row.replace('model.spike_steepness=', 'k=')}"
             ax.bar([j + i * width for j in range(len(cols))], means, width, yerr=sds, label=label, capsize=2)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], [LABELS[c] for c in cols], rotation=30,
-                      ha="right", fontsize=8)
+        ax.set_xticks(
+            [j + 0.4 - width / 2 for j in range(len(cols))],
+            [LABELS[c] for c in cols],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
         lo = min(100 * min(x[c] for g in groups.values() for x in g for c in cols) - 5, 80)
         ax.set_ylim(max(lo, 0), 100)
         ax.set_ylabel("test accuracy (%)")

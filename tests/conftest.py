@@ -5,8 +5,16 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 TINY = [
-    "data.channels=6", "data.num_classes=3", "data.duration=40", "data.n_train=60", "data.n_val=30",
-    "data.n_test=30", "model.hidden=[8]", "model.delay_max=8", "train.epochs=3", "train.batch_size=16",
+    "data.channels=6",
+    "data.num_classes=3",
+    "data.duration=40",
+    "data.n_train=60",
+    "data.n_val=30",
+    "data.n_test=30",
+    "model.hidden=[8]",
+    "model.delay_max=8",
+    "train.epochs=3",
+    "train.batch_size=16",
     "train.progress=false",
 ]
 

@@ -66,7 +66,7 @@ def test_the_whole_flow_with_public_names_only(tmp_path):
     x, y = torch.as_tensor(x).float(), torch.as_tensor(y).long()
     net = st.SpikingNetwork(8, 2, hidden=[16], dt=1.0, delays="axonal", delay_max=8.0, weight_scale=2.0, seed=0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    batches = [(st.time_major(x[i:i + 16]), y[i:i + 16]) for i in range(0, 64, 16)]
+    batches = [(st.time_major(x[i : i + 16]), y[i : i + 16]) for i in range(0, 64, 16)]
     delays_before = net.projections[0].delays.detach().clone()
     first = st.bptt_epoch(net, batches, opt, loss="max")
     for _ in range(3):

@@ -89,8 +89,26 @@ def test_failing_peer_is_a_skipped_row(monkeypatch):
 
 def test_cli_writes_valid_json(tmp_path, capsys):
     out = tmp_path / "sub" / "bench.json"
-    code = main(["bench", "--device", "cpu", "--T", "3,4", "--batch", "2", "--repeats", "1", "--warmup", "0",
-                 "--peers", "none", "--json", str(out), "--quiet"])
+    code = main(
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--T",
+            "3,4",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--peers",
+            "none",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0 and "ms/step" in stdout and str(out) in stdout
     data = json.loads(out.read_text())
@@ -177,8 +195,29 @@ def test_plot_script_draws_the_json(tmp_path, capsys):
     from pathlib import Path
 
     out = tmp_path / "b.json"
-    assert main(["bench", "--device", "cpu", "--T", "3,5", "--batch", "2", "--repeats", "1", "--warmup", "0",
-                 "--peers", "none", "--json", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "cpu",
+                "--T",
+                "3,5",
+                "--batch",
+                "2",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--peers",
+                "none",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "plot.py"
     spec = importlib.util.spec_from_file_location("bench_plot", path)
     plot = importlib.util.module_from_spec(spec)

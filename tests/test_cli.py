@@ -27,12 +27,30 @@ def test_train_writes_complete_run_directory(tmp_path, tiny_sets, capsys):
     out = tmp_path / "run"
     code, stdout, _ = _run_cli(["train", "--out", str(out), *tiny_sets], capsys)
     assert code == 0 and "test_accuracy=" in stdout
-    for name in ("config.yaml", "metrics.json", "report.md", "checkpoint.pt", "best.pt",
-                 "learning_curves.png", "raster.png", "delays.png"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "report.md",
+        "checkpoint.pt",
+        "best.pt",
+        "learning_curves.png",
+        "raster.png",
+        "delays.png",
+    ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("test_accuracy", "val_accuracy", "num_classes", "train_seconds", "epochs", "seed", "history",
-                "config", "versions", "git_commit"):
+    for key in (
+        "test_accuracy",
+        "val_accuracy",
+        "num_classes",
+        "train_seconds",
+        "epochs",
+        "seed",
+        "history",
+        "config",
+        "versions",
+        "git_commit",
+    ):
         assert key in m, key
     assert m["num_classes"] == 3 and m["epochs"] == 3 and len(m["history"]) == 3
     assert set(m["history"][0]) >= {"train_loss", "val_accuracy", "seconds"}
@@ -51,8 +69,8 @@ def test_train_writes_complete_run_directory(tmp_path, tiny_sets, capsys):
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert code == 0 and ev["test_accuracy"] == m["test_accuracy"]
     # hidden spikes per test sample, counted from the best model's hidden layers
-    from spiketime.app.splits import make_split
     from spiketime.app.checkpoints import load_checkpoint, model_from_checkpoint
+    from spiketime.app.splits import make_split
 
     model, rcfg = model_from_checkpoint(load_checkpoint(out / "best.pt"))
     test = make_split(rcfg.data, "test")
@@ -69,8 +87,9 @@ def test_eval_data_file_and_baseline(tmp_path, tiny_sets, capsys):
     x = (torch.rand(20, 40, 6, generator=g) < 0.05).float()
     y = torch.randint(0, 3, (20,), generator=g)
     torch.save({"x": x, "y": y}, tmp_path / "d.pt")
-    code, _, _ = _run_cli(["eval", "--checkpoint", str(out), "--data", str(tmp_path / "d.pt"),
-                           "--out", str(tmp_path / "ev")], capsys)
+    code, _, _ = _run_cli(
+        ["eval", "--checkpoint", str(out), "--data", str(tmp_path / "d.pt"), "--out", str(tmp_path / "ev")], capsys
+    )
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert code == 0 and ev["samples"] == 20
     code, _, _ = _run_cli(["baseline", *tiny_sets, "--out", str(tmp_path / "bl")], capsys)
@@ -80,18 +99,31 @@ def test_eval_data_file_and_baseline(tmp_path, tiny_sets, capsys):
 
 def _metrics_wo_time(path):
     m = json.loads(Path(path).read_text())
-    return (m["test_accuracy"], m["val_accuracy"], m["epochs"], m["best_epoch"],
-            [(h["train_loss"], h["val_loss"], h["val_accuracy"]) for h in m["history"]])
+    return (
+        m["test_accuracy"],
+        m["val_accuracy"],
+        m["epochs"],
+        m["best_epoch"],
+        [(h["train_loss"], h["val_loss"], h["val_accuracy"]) for h in m["history"]],
+    )
 
 
 def test_resume_after_kill_9_is_exact(tmp_path, tiny_sets):
     sets = [*tiny_sets, "--set", "train.epochs=8", "--set", "data.n_train=200", "--set", "train.early_stop=false"]
     full = tmp_path / "full"
-    subprocess.run([sys.executable, "-m", "spiketime", "train", "--out", str(full), *sets], env=ENV, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "spiketime", "train", "--out", str(full), *sets],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "spiketime", "train", "--out", str(cut), *sets], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spiketime", "train", "--out", str(cut), *sets],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (cut / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -101,8 +133,9 @@ def test_resume_after_kill_9_is_exact(tmp_path, tiny_sets):
     assert not (cut / "metrics.json").exists(), "the run finished before it could be killed: test is vacuous"
     epoch_at_kill = torch.load(cut / "checkpoint.pt", weights_only=True)["state"]["epoch"]
     assert 1 <= epoch_at_kill < 8
-    res = subprocess.run([sys.executable, "-m", "spiketime", "train", "--resume", str(cut)], env=ENV,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "spiketime", "train", "--resume", str(cut)], env=ENV, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
     assert _metrics_wo_time(cut / "metrics.json") == _metrics_wo_time(full / "metrics.json")
     a = torch.load(full / "best.pt", weights_only=True)["model"]
@@ -135,25 +168,52 @@ def _write(path, text):
 
 BAD = {
     "missing config": (lambda d: ["train", "--config", str(d / "nope.yaml")], "nope.yaml: config file not found"),
-    "malformed yaml": (lambda d: ["train", "--config", _write(d / "bad.yaml", "data: [1, 2\n  model: {")], "bad.yaml: not valid YAML"),
-    "not a mapping": (lambda d: ["train", "--config", _write(d / "list.yaml", "- 1\n- 2\n")], "list.yaml: expected a mapping"),
-    "unknown section": (lambda d: ["train", "--config", _write(d / "sec.yaml", "optim: {lr: 1}\n")], "unknown section 'optim'"),
-    "unknown key in file": (lambda d: ["train", "--config", _write(d / "key.yaml", "model: {hiden: [3]}\n")], "unknown config key 'model.hiden'"),
+    "malformed yaml": (
+        lambda d: ["train", "--config", _write(d / "bad.yaml", "data: [1, 2\n  model: {")],
+        "bad.yaml: not valid YAML",
+    ),
+    "not a mapping": (
+        lambda d: ["train", "--config", _write(d / "list.yaml", "- 1\n- 2\n")],
+        "list.yaml: expected a mapping",
+    ),
+    "unknown section": (
+        lambda d: ["train", "--config", _write(d / "sec.yaml", "optim: {lr: 1}\n")],
+        "unknown section 'optim'",
+    ),
+    "unknown key in file": (
+        lambda d: ["train", "--config", _write(d / "key.yaml", "model: {hiden: [3]}\n")],
+        "unknown config key 'model.hiden'",
+    ),
     "unknown --set key": (lambda d: ["train", "--set", "train.epoch=3"], "unknown config key 'train.epoch'"),
     "unknown --set section": (lambda d: ["train", "--set", "optim.lr=3"], "unknown config key 'optim.lr'"),
     "--set without =": (lambda d: ["train", "--set", "train.epochs"], "expected key.sub=value"),
     "wrong type int": (lambda d: ["train", "--set", "train.epochs=abc"], "train.epochs: expected int"),
     "wrong type bool": (lambda d: ["train", "--set", "train.early_stop=maybe"], "train.early_stop: expected bool"),
-    "wrong choice": (lambda d: ["train", "--set", "model.delays=dendritic"], "model.delays: expected none | axonal | synaptic"),
+    "wrong choice": (
+        lambda d: ["train", "--set", "model.delays=dendritic"],
+        "model.delays: expected none | axonal | synaptic",
+    ),
     "negative dt": (lambda d: ["train", "--set", "data.dt=-1"], "data.dt: expected a positive time step"),
-    "delay_max below dt": (lambda d: ["train", "--set", "data.dt=2", "--set", "model.delay_max=1"], "model.delay_max: expected at least data.dt"),
+    "delay_max below dt": (
+        lambda d: ["train", "--set", "data.dt=2", "--set", "model.delay_max=1"],
+        "model.delay_max: expected at least data.dt",
+    ),
     "negative epochs": (lambda d: ["train", "--set", "train.epochs=-3"], "train.epochs: expected an integer >= 0"),
     "missing checkpoint": (lambda d: ["eval", "--checkpoint", str(d / "none.pt")], "none.pt: checkpoint not found"),
-    "garbage checkpoint": (lambda d: ["eval", "--checkpoint", _write(d / "junk.pt", "not a checkpoint")], "junk.pt: not a readable spiketime checkpoint"),
-    "foreign checkpoint": (lambda d: ["eval", "--checkpoint", str(_torch_save(d / "other.pt"))], "other.pt: not a spiketime checkpoint"),
+    "garbage checkpoint": (
+        lambda d: ["eval", "--checkpoint", _write(d / "junk.pt", "not a checkpoint")],
+        "junk.pt: not a readable spiketime checkpoint",
+    ),
+    "foreign checkpoint": (
+        lambda d: ["eval", "--checkpoint", str(_torch_save(d / "other.pt"))],
+        "other.pt: not a spiketime checkpoint",
+    ),
     "missing resume dir": (lambda d: ["train", "--resume", str(d / "gone")], "gone: resume directory not found"),
     "resume dir not a run": (lambda d: ["train", "--resume", str(d)], "not a run to resume"),
-    "missing data file": (lambda d: ["eval", "--checkpoint", str(d / "none.pt"), "--data", "x.npz"], "checkpoint not found"),
+    "missing data file": (
+        lambda d: ["eval", "--checkpoint", str(d / "none.pt"), "--data", "x.npz"],
+        "checkpoint not found",
+    ),
     "missing sweep file": (lambda d: ["sweep", str(d / "sw.yaml")], "sw.yaml: sweep file not found"),
 }
 
@@ -177,11 +237,16 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys, monkeypatch):
 
 
 def test_argparse_errors_are_one_line_exit_2():
-    res = subprocess.run([sys.executable, "-m", "spiketime", "train", "--bogus"], env=ENV, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "spiketime", "train", "--bogus"], env=ENV, capture_output=True, text=True
+    )
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
-    res = subprocess.run([sys.executable, "-m", "spiketime", "train", "--set", "data.dt=0"], env=ENV,
-                         capture_output=True, text=True)
-    assert res.returncode == 2 and res.stderr.strip() == "spiketime: error: data.dt: expected a positive time step in ms"
+    res = subprocess.run(
+        [sys.executable, "-m", "spiketime", "train", "--set", "data.dt=0"], env=ENV, capture_output=True, text=True
+    )
+    assert (
+        res.returncode == 2 and res.stderr.strip() == "spiketime: error: data.dt: expected a positive time step in ms"
+    )
 
 
 @pytest.mark.parametrize("cmd", ["train", "eval", "baseline", "sweep"])

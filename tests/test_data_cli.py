@@ -51,8 +51,22 @@ def test_audio_to_spikes_cli(tmp_path, capsys):
         w.writeframes((x * 20000).astype("<i2").tobytes())
     (tmp_path / "labels.csv").write_text("file,label\nfour.wav,4\n")
     out = tmp_path / "mine.h5"
-    assert main(["data", "audio-to-spikes", str(wavs), "--labels", str(tmp_path / "labels.csv"),
-                 "--out", str(out), "--jobs", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "audio-to-spikes",
+                str(wavs),
+                "--labels",
+                str(tmp_path / "labels.csv"),
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["data", "inspect", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)

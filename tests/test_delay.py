@@ -303,7 +303,7 @@ def test_two_chunks_equal_whole(mode):
     y2, s2 = axonal_delay(x[cut:], d_ax, dt, taps, mode, sigma, state=s1)
     torch.testing.assert_close(torch.cat([y1, y2]), y_whole, rtol=0, atol=1e-14)
     assert torch.equal(s2.buffer, s_whole.buffer)
-    assert torch.equal(s_whole.buffer, x[t_len - (taps - 1):])
+    assert torch.equal(s_whole.buffer, x[t_len - (taps - 1) :])
     up = torch.randn(t_len, b, n, generator=gen(33), dtype=F64)
     g_whole = torch.autograd.grad(y_whole, d_ax, up)[0]
     g_chunk = torch.autograd.grad(torch.cat([y1, y2]), d_ax, up)[0]
@@ -459,10 +459,14 @@ def test_interp_gather_equals_its_convolution():
     d = torch.tensor([0.0, 0.3, 1.0, 2.7, 3.5, 9.0], dtype=torch.float64, requires_grad=True)  # 9 ms: clamped to 4
     w = torch.randn(T, B, N, generator=g, dtype=torch.float64)
     outs = []
-    for fn in (lambda: _interp_shift(x, buf, d, dt, taps),
-               lambda: _causal_conv(x, buf, delay_kernel(d, dt, taps, "interp").unsqueeze(1), groups=N, bias=None)):
+    for fn in (
+        lambda: _interp_shift(x, buf, d, dt, taps),
+        lambda: _causal_conv(x, buf, delay_kernel(d, dt, taps, "interp").unsqueeze(1), groups=N, bias=None),
+    ):
         y, st = fn()
-        outs.append((y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d])))
+        outs.append(
+            (y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d]))
+        )
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -485,6 +489,8 @@ def test_compiled_interp_equals_gathers(monkeypatch, T):
     for compiled in (True, False):
         monkeypatch.setattr(delay_mod.cpu, "supports", lambda *t, c=compiled: c)
         y, st = delay_mod._interp_shift(x, buf, d, dt, taps)
-        outs.append((y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d])))
+        outs.append(
+            (y.detach(), st.buffer.detach(), *torch.autograd.grad((y * w).sum() + st.buffer.sum(), [x, buf, d]))
+        )
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from conftest import one_line
 
+from conftest import one_line
 from spiketime import kernels, surrogate
 from spiketime.functional.delay import DelayState, axonal_delay, delay_taps, synaptic_delay_linear
 from spiketime.functional.li import LIState, li_sequence
@@ -62,8 +62,14 @@ def _run_lif(backend: str) -> list[torch.Tensor]:
     tau_syn = (3.0 + 3.0 * torch.rand(5, generator=g, dtype=F64)).requires_grad_()
     v0 = torch.randn(3, 5, generator=g, dtype=F64).requires_grad_()
     p = LIFParams(tau, tau_syn, 1.0, "subtract", Arctan(1.5))
-    s, fin, v = lif_sequence(x, p, 1.0, LIFState(v0, torch.zeros(3, 5, dtype=F64), torch.zeros(3, 5, dtype=F64)),
-                             record_v=True, backend=backend)
+    s, fin, v = lif_sequence(
+        x,
+        p,
+        1.0,
+        LIFState(v0, torch.zeros(3, 5, dtype=F64), torch.zeros(3, 5, dtype=F64)),
+        record_v=True,
+        backend=backend,
+    )
     assert s.sum() > 10, "the test needs spikes"
     out = torch.cat([s, 0.1 * v, fin.v.unsqueeze(0)])
     return [out.detach(), *_grads(out, [x, tau, tau_syn, v0])]
@@ -114,8 +120,13 @@ def _run_linear(backend: str, density: float = 0.02) -> list[torch.Tensor]:
     return [y.detach(), *_grads(y, [x, w, b])]
 
 
-RUNNERS = {"lif": _run_lif, "li": _run_li, "axonal_delay": _run_axonal, "synaptic_delay": _run_synaptic,
-           "linear": _run_linear}
+RUNNERS = {
+    "lif": _run_lif,
+    "li": _run_li,
+    "axonal_delay": _run_axonal,
+    "synaptic_delay": _run_synaptic,
+    "linear": _run_linear,
+}
 
 
 # --------------------------------------------------------------------------- describe() and the record
@@ -248,12 +259,16 @@ def _fused_linear_autocast() -> None:
         sparse.linear(_spikes((5, 2, 8), 0.1, 9).float(), torch.randn(3, 8), backend="fused")
 
 
-@pytest.mark.parametrize("case,needles", [
-    (lambda: _run_synaptic("fused"), ("synaptic_delay", "cpu", "torch.float64", "its fused kernels: none")),
-    (_fused_gaussian_axonal, ("axonal_delay", "cpu", "torch.float64", "mode 'gaussian'")),
-    (_fused_linear_mixed_dtypes, ("linear", "cpu", "torch.float32", "weight torch.float64")),
-    (_fused_linear_autocast, ("linear", "cpu", "autocast True")),
-], ids=["synaptic_delay", "axonal_gaussian", "linear_dtypes", "linear_autocast"])
+@pytest.mark.parametrize(
+    "case,needles",
+    [
+        (lambda: _run_synaptic("fused"), ("synaptic_delay", "cpu", "torch.float64", "its fused kernels: none")),
+        (_fused_gaussian_axonal, ("axonal_delay", "cpu", "torch.float64", "mode 'gaussian'")),
+        (_fused_linear_mixed_dtypes, ("linear", "cpu", "torch.float32", "weight torch.float64")),
+        (_fused_linear_autocast, ("linear", "cpu", "autocast True")),
+    ],
+    ids=["synaptic_delay", "axonal_gaussian", "linear_dtypes", "linear_autocast"],
+)
 def test_fused_without_a_fused_kernel_is_one_line(case, needles):
     with pytest.raises(ValueError) as e:
         case()
@@ -323,7 +338,10 @@ class Tanh:
 
 
 TANH = SurrogateCode(
-    "tanh", Tanh, "k", 17,
+    "tanh",
+    Tanh,
+    "k",
+    17,
     c_grad="REAL c = (REAL)cosh((double)(k * x)); return (REAL)0.5 * k / (c * c);",
     c_prim="return (REAL)0.5 * ((REAL)1 + (REAL)tanh((double)(k * x)));",
     triton_grad="c = tl.exp(k * x)\nr = _div(2.0 * k, (c + _div(1.0, c)) * (c + _div(1.0, c)))",
@@ -351,8 +369,9 @@ def test_a_surrogate_added_to_the_table_reaches_the_c_kernel(monkeypatch, tmp_pa
             res = {}
             for backend in ("reference", "fused"):
                 xx = x.clone().requires_grad_()
-                s, _, v = lif_sequence(xx, LIFParams(tau, None, 1.0, "zero", Tanh(2.5), smooth=smooth), 1.0,
-                                       record_v=True, backend=backend)
+                s, _, v = lif_sequence(
+                    xx, LIFParams(tau, None, 1.0, "zero", Tanh(2.5), smooth=smooth), 1.0, record_v=True, backend=backend
+                )
                 out = torch.cat([s, v])
                 res[backend] = [out.detach(), *_grads(out, [xx, tau])]
             assert smooth or res["reference"][0][:20].sum() > 5
@@ -377,8 +396,9 @@ def test_kernels_import_one_way():
     for a in mods:
         for b in g.find_modules_directly_imported_by(a):
             assert not g.find_shortest_chain(importer=b, imported=a), f"cycle {a} -> {b}"
-            assert not b.startswith(("spiketime.functional", "spiketime.nn", "spiketime.learning", "spiketime.app")), \
+            assert not b.startswith(("spiketime.functional", "spiketime.nn", "spiketime.learning", "spiketime.app")), (
                 f"{a} imports {b}"
+            )
 
 
 def test_metrics_json_records_the_kernels_a_run_used(tmp_path, tiny_sets):
@@ -390,8 +410,22 @@ def test_metrics_json_records_the_kernels_a_run_used(tmp_path, tiny_sets):
 
     for backend in ("auto", "reference"):
         out = tmp_path / backend
-        assert main(["train", "--out", str(out), *tiny_sets, "--set", "train.epochs=1", "--set",
-                     f"model.backend={backend}", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--out",
+                    str(out),
+                    *tiny_sets,
+                    "--set",
+                    "train.epochs=1",
+                    "--set",
+                    f"model.backend={backend}",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         k = json.loads((out / "metrics.json").read_text())["kernels"]
         used = k["ops_used"]["lif"]["cpu"]
         if backend == "reference":

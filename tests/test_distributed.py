@@ -11,21 +11,31 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from conftest import interrupt_after_first_checkpoint, one_line
 from spiketime.app import config
-from spiketime.app.config import ConfigError
 from spiketime.app import fit as trainer
+from spiketime.app.config import ConfigError
 from spiketime.learning.distributed import World, env_world, rank_slice
 from spiketime.learning.losses import readout_loss
 
-from conftest import interrupt_after_first_checkpoint, one_line
-
-ENV = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-       "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+ENV = {
+    **os.environ,
+    "MPLBACKEND": "Agg",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+}
 for _k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(_k, None)
 
-SMALL = ["data.n_train=96", "data.n_val=32", "data.n_test=32", "model.hidden=[16]", "data.duration=30",
-         "train.epochs=2", "train.progress=false"]
+SMALL = [
+    "data.n_train=96",
+    "data.n_val=32",
+    "data.n_test=32",
+    "model.hidden=[16]",
+    "data.duration=30",
+    "train.epochs=2",
+    "train.progress=false",
+]
 
 
 def _sets(items: list[str]) -> list[str]:
@@ -43,11 +53,20 @@ def _assert_same_models(a: Path, b: Path) -> None:
 
 
 def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "spiketime", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "spiketime",
+        *args,
+    ]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     first = res.stderr.find("Traceback")  # a failing rank's own traceback, before torchrun's summary
-    assert res.returncode == 0, res.stderr[first:first + 4000] if first >= 0 else res.stderr[-3000:]
+    assert res.returncode == 0, res.stderr[first : first + 4000] if first >= 0 else res.stderr[-3000:]
     return res
 
 
@@ -111,8 +130,14 @@ def _free_port() -> int:
 
 
 def _spawned_rank(rank: int, world_size: int, port: int, overrides: list[str], out: str) -> None:
-    os.environ.update(WORLD_SIZE=str(world_size), RANK=str(rank), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), MPLBACKEND="Agg")
+    os.environ.update(
+        WORLD_SIZE=str(world_size),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        MPLBACKEND="Agg",
+    )
     torch.set_num_threads(1)
     metrics = trainer.fit(config.load(None, overrides), Path(out), command="test")
     assert metrics["world_size"] == world_size  # every rank gets rank 0's metrics
@@ -122,9 +147,21 @@ def _spawned_rank(rank: int, world_size: int, port: int, overrides: list[str], o
 def test_spawned_ranks_with_empty_slices_match_one_process(tmp_path):
     # 25 samples in batches of 8: the last global batch has 1 sample, so rank 1's slice is empty;
     # slices of 8 are even, per_step exercises the per-sample (sum) form of a time-averaged loss
-    overrides = ["data.channels=6", "data.num_classes=3", "data.duration=20", "data.n_train=25", "data.n_val=9",
-                 "data.n_test=5", "model.hidden=[8]", "model.delay_max=6", "train.epochs=2", "train.batch_size=8",
-                 "train.loss=per_step", "train.early_stop=false", "train.progress=false"]
+    overrides = [
+        "data.channels=6",
+        "data.num_classes=3",
+        "data.duration=20",
+        "data.n_train=25",
+        "data.n_val=9",
+        "data.n_test=5",
+        "model.hidden=[8]",
+        "model.delay_max=6",
+        "train.epochs=2",
+        "train.batch_size=8",
+        "train.loss=per_step",
+        "train.early_stop=false",
+        "train.progress=false",
+    ]
     one = tmp_path / "one"
     trainer.fit(config.load(None, overrides), one, command="test")
     two = tmp_path / "two"

@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY
 
+from conftest import TINY
 from spiketime.app import config
 from spiketime.app import fit as trainer
 from spiketime.errors import TrainingDiverged

@@ -21,8 +21,9 @@ def _gen():
 def test_config_md_is_up_to_date(tmp_path):
     out = tmp_path / "config.md"
     assert _gen().main([str(out)]) == 0
-    assert out.read_text() == (DOCS / "config.md").read_text(), \
+    assert out.read_text() == (DOCS / "config.md").read_text(), (
         "docs/config.md is stale: run `python docs/gen_config_md.py`"
+    )
 
 
 def test_every_config_key_has_a_description():
@@ -42,7 +43,9 @@ def _python_blocks(path: Path) -> list[str]:
     return [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/online.md", "docs/api.md"])  # whole examples (other docs show fragments)
+@pytest.mark.parametrize(
+    "doc", ["README.md", "docs/online.md", "docs/api.md"]
+)  # whole examples (other docs show fragments)
 def test_python_examples_in_the_docs_run(doc):
     """Every ```python block of these docs runs as written (blocks of one file share a namespace, in order)."""
     path = Path(__file__).resolve().parents[1] / doc

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from spiketime.data.event_camera import (CameraParams, EventCamera, frames_to_events, record_static_image,
-                                         render_trajectory)
+from spiketime.data.event_camera import (
+    CameraParams,
+    EventCamera,
+    frames_to_events,
+    record_static_image,
+    render_trajectory,
+)
 from spiketime.data.formats import EVENTS_2D
 
 EXACT = dict(threshold_sigma=0.0, refractory_us=0.0, eps=1e-9)  # log I exactly, no mismatch

@@ -26,9 +26,13 @@ def _fake_shd(folder, prefix="shd", n_train=120, n_test=40, classes=4, speakers=
             t2 = (k + 1) * 0.05 + rng.normal(0, 0.003, 40).clip(-0.04, 0.04)
             tt, uu = np.concatenate([t, t2]), np.concatenate([u, u2])
             o = np.argsort(tt)
-            times.append(tt[o]); units.append(uu[o]); labels.append(k); spks.append(list(spk)[i % len(spk)])
-        write_shd(folder / f"{prefix}_{split}.h5", times, units, labels, speakers=spks,
-                  keys=[f"c{k}" for k in range(classes)])
+            times.append(tt[o])
+            units.append(uu[o])
+            labels.append(k)
+            spks.append(list(spk)[i % len(spk)])
+        write_shd(
+            folder / f"{prefix}_{split}.h5", times, units, labels, speakers=spks, keys=[f"c{k}" for k in range(classes)]
+        )
     return folder
 
 
@@ -81,10 +85,31 @@ def test_missing_real_dataset_says_where_to_put_it(tmp_path, monkeypatch, capsys
 def test_train_on_shd_format_files(tmp_path, capsys):
     folder = _fake_shd(tmp_path / "shd")
     out = tmp_path / "run"
-    code = main(["train", "--out", str(out), "--set", "data.task=shd", "--set", f"data.path={folder}",
-                 "--set", "data.dt=10", "--set", "data.duration=500", "--set", "data.channels=140",
-                 "--set", "model.hidden=[16]", "--set", "model.delay_max=50", "--set", "train.epochs=2",
-                 "--set", "train.progress=false"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--set",
+            "data.task=shd",
+            "--set",
+            f"data.path={folder}",
+            "--set",
+            "data.dt=10",
+            "--set",
+            "data.duration=500",
+            "--set",
+            "data.channels=140",
+            "--set",
+            "model.hidden=[16]",
+            "--set",
+            "model.delay_max=50",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.progress=false",
+        ]
+    )
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_classes"] == 20 and m["config"]["data"]["task"] == "shd"

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from spiketime.app.cli.main import main
 from spiketime.app import fit as trainer
-from spiketime.files import atomic_write_text, write_json
+from spiketime.app.cli.main import main
 from spiketime.app.rundir import check_out_dir
+from spiketime.files import atomic_write_text, write_json
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -74,9 +74,11 @@ def test_malicious_checkpoint_is_refused_and_its_payload_never_runs(command, run
     torch.load(victim / "best.pt", weights_only=False)
     assert marker.is_file()
     marker.unlink()
-    args = {"eval": ["eval", "--checkpoint", victim / "best.pt", "--out", tmp_path / "ev"],
-            "export": ["export", victim, "--nir", tmp_path / "m.nir"],
-            "resume": ["train", "--resume", victim]}[command]
+    args = {
+        "eval": ["eval", "--checkpoint", victim / "best.pt", "--out", tmp_path / "ev"],
+        "export": ["export", victim, "--nir", tmp_path / "m.nir"],
+        "resume": ["train", "--resume", victim],
+    }[command]
     code, _, err = _cli(args, capsys)
     assert code == 2
     _one_line(err, "refused", "could run code")
@@ -142,9 +144,27 @@ def test_resume_with_another_model_says_what_differs(run, tmp_path, capsys):
     _one_line(err, "checkpoint.pt: holds another model", "model.hidden: [8] vs [16]")
     # a checkpoint of another model type put in place of the run's own
     g = tmp_path / "gamma"
-    sets = ["--set", "model.type=gamma", "--set", "data.channels=6", "--set", "data.num_classes=3",
-            "--set", "data.duration=40", "--set", "data.n_train=20", "--set", "data.n_val=10", "--set",
-            "data.n_test=10", "--set", "model.hidden=[8]", "--set", "train.epochs=1", "--quiet"]
+    sets = [
+        "--set",
+        "model.type=gamma",
+        "--set",
+        "data.channels=6",
+        "--set",
+        "data.num_classes=3",
+        "--set",
+        "data.duration=40",
+        "--set",
+        "data.n_train=20",
+        "--set",
+        "data.n_val=10",
+        "--set",
+        "data.n_test=10",
+        "--set",
+        "model.hidden=[8]",
+        "--set",
+        "train.epochs=1",
+        "--quiet",
+    ]
     assert _cli(["train", "--out", g, *sets], capsys)[0] == 0
     d2 = tmp_path / "swapped"
     shutil.copytree(run, d2)
@@ -209,9 +229,14 @@ def test_run_files_follow_the_umask(mask, mode, tmp_path, tiny_sets, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-@pytest.mark.parametrize("device,needle", [("cuda", "'cuda' requested, but this torch build has no CUDA"),
-                                           ("cuda:1", "'cuda:1' requested"),
-                                           ("foo", "train.device: expected cpu, cuda or cuda:N, got 'foo'")])
+@pytest.mark.parametrize(
+    "device,needle",
+    [
+        ("cuda", "'cuda' requested, but this torch build has no CUDA"),
+        ("cuda:1", "'cuda:1' requested"),
+        ("foo", "train.device: expected cpu, cuda or cuda:N, got 'foo'"),
+    ],
+)
 def test_unavailable_device_is_one_line_and_leaves_no_directory(device, needle, tmp_path, tiny_sets, capsys):
     out = tmp_path / "run"
     code, _, err = _cli(["train", "--out", out, *tiny_sets, "--set", f"train.device={device}"], capsys)
@@ -222,8 +247,10 @@ def test_unavailable_device_is_one_line_and_leaves_no_directory(device, needle, 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_readme_bf16_cuda_command_on_a_cpu_machine(tmp_path, tiny_sets, capsys):
-    code, _, err = _cli(["train", "--out", tmp_path / "r", *tiny_sets, "--set", "train.precision=bf16",
-                         "--set", "train.device=cuda"], capsys)
+    code, _, err = _cli(
+        ["train", "--out", tmp_path / "r", *tiny_sets, "--set", "train.precision=bf16", "--set", "train.device=cuda"],
+        capsys,
+    )
     assert code == 2
     _one_line(err, "train.device")
     code, _, err = _cli(["bench", "--device", "cuda", "--T", "10", "--peers", "none"], capsys)
@@ -255,10 +282,12 @@ def test_bad_out_is_one_line_before_any_work(command, case, run, tmp_path, tiny_
     out = _out_cases(tmp_path, run)[case]
     expected = {"is a file": "is a file", "under a file": "a_file is a file", "not writable": "cannot write"}[case]
     monkeypatch.setattr(trainer, "train_epoch", lambda *a, **k: pytest.fail("training started"))
-    args = {"train": ["train", "--out", out, *tiny_sets],
-            "eval": ["eval", "--checkpoint", run, "--out", out],
-            "export": ["export", run, "--nir", out / "m.nir" if case == "not writable" else out],
-            "baseline": ["baseline", *tiny_sets, "--out", out]}[command]
+    args = {
+        "train": ["train", "--out", out, *tiny_sets],
+        "eval": ["eval", "--checkpoint", run, "--out", out],
+        "export": ["export", run, "--nir", out / "m.nir" if case == "not writable" else out],
+        "baseline": ["baseline", *tiny_sets, "--out", out],
+    }[command]
     if command == "export" and case == "is a file":
         args = ["export", run, "--nir", out / "m.nir"]
     code, _, err = _cli(args, capsys)
@@ -286,8 +315,9 @@ def test_audio_to_spikes_checks_out_before_encoding(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(speech_digits, "_run", lambda *a, **k: pytest.fail("encoding started"))
     existing = tmp_path / "existing"
     existing.mkdir()
-    code, _, err = _cli(["data", "audio-to-spikes", wavs, "--labels", tmp_path / "labels.csv", "--out", existing],
-                        capsys)
+    code, _, err = _cli(
+        ["data", "audio-to-spikes", wavs, "--labels", tmp_path / "labels.csv", "--out", existing], capsys
+    )
     assert code == 2
     _one_line(err, str(existing), "is a directory")
     with pytest.raises(Exception, match="is a directory"):  # the library checks first too
@@ -311,16 +341,34 @@ def test_audio_to_spikes_says_how_many_wavs_are_skipped(tmp_path, capsys):
             w.setframerate(16000)
             w.writeframes((3000 * rng.standard_normal(4000)).astype("<i2").tobytes())
     (tmp_path / "labels.csv").write_text("file,label\na.wav,1\n")
-    code, out, err = _cli(["data", "audio-to-spikes", wavs, "--labels", tmp_path / "labels.csv",
-                           "--out", tmp_path / "o.h5", "--jobs", "1"], capsys)
+    code, out, err = _cli(
+        [
+            "data",
+            "audio-to-spikes",
+            wavs,
+            "--labels",
+            tmp_path / "labels.csv",
+            "--out",
+            tmp_path / "o.h5",
+            "--jobs",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "2 WAV file(s)" in err and "skipped" in err and "b.wav" in err
     with h5py.File(tmp_path / "o.h5") as f:
         assert f["labels"][:].tolist() == [1]
 
 
-@pytest.mark.parametrize("args", [["data", "speech-digits", "--jobs", "-3"], ["data", "event-digits", "--jobs", "0"],
-                                  ["sweep", "x.yaml", "--jobs", "-1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "speech-digits", "--jobs", "-3"],
+        ["data", "event-digits", "--jobs", "0"],
+        ["sweep", "x.yaml", "--jobs", "-1"],
+    ],
+)
 def test_jobs_must_be_positive(args, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
@@ -392,8 +440,17 @@ def test_bad_input_after_the_folder_was_made_leaves_no_directory(tmp_path, tiny_
 # ------------------------------------------------------------------ 4. numbers that are numbers
 
 
-@pytest.mark.parametrize("item", ["train.lr=.inf", "model.tau_mem=.inf", "train.lr=nan", "model.tau_syn=-.inf",
-                                  "train.grad_clip=.nan", "data.dt=inf"])
+@pytest.mark.parametrize(
+    "item",
+    [
+        "train.lr=.inf",
+        "model.tau_mem=.inf",
+        "train.lr=nan",
+        "model.tau_syn=-.inf",
+        "train.grad_clip=.nan",
+        "data.dt=inf",
+    ],
+)
 def test_non_finite_values_are_refused(item, tmp_path, capsys):
     code, _, err = _cli(["train", "--out", tmp_path / "r", "--set", item], capsys)
     assert code == 2
@@ -421,8 +478,10 @@ def test_metrics_json_is_always_valid_json(tmp_path):
 def test_threads_are_set_and_recorded(tmp_path, tiny_sets, capsys):
     before = torch.get_num_threads()
     try:
-        code, _, _ = _cli(["train", "--out", tmp_path / "r", *tiny_sets, "--set", "train.threads=1",
-                           "--set", "train.epochs=1"], capsys)
+        code, _, _ = _cli(
+            ["train", "--out", tmp_path / "r", *tiny_sets, "--set", "train.threads=1", "--set", "train.epochs=1"],
+            capsys,
+        )
         assert code == 0
         m = json.loads((tmp_path / "r" / "metrics.json").read_text())
         assert m["threads"] == 1 and m["config"]["train"]["threads"] == 1
@@ -436,13 +495,19 @@ def test_threads_are_set_and_recorded(tmp_path, tiny_sets, capsys):
 
 
 def test_help_is_quick_and_says_each_default_once():
-    code = ("import sys\nfrom spiketime.app.cli.main import main\n"
-            "for cmd in ([], ['train'], ['eval'], ['baseline'], ['data'], ['data', 'speech-digits'], ['sweep'],"
-            " ['export']):\n"
-            "    try:\n        main([*cmd, '--help'])\n    except SystemExit:\n        pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported for --help'\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": SRC, "COLUMNS": "200"})
+    code = (
+        "import sys\nfrom spiketime.app.cli.main import main\n"
+        "for cmd in ([], ['train'], ['eval'], ['baseline'], ['data'], ['data', 'speech-digits'], ['sweep'],"
+        " ['export']):\n"
+        "    try:\n        main([*cmd, '--help'])\n    except SystemExit:\n        pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported for --help'\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC, "COLUMNS": "200"},
+    )
     assert res.returncode == 0, res.stderr
     assert "--overwrite" in res.stdout and "(default: 0)" in res.stdout
     for line in res.stdout.splitlines():

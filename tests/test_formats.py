@@ -23,8 +23,16 @@ HEADER = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 0: DVS128\r\n#Start-Time: 201
 END = b"#!END-HEADER\r\n"
 
 
-def packet(etype: int, events: list[tuple[int, int]], *, overflow: int = 0, size: int = 8, ts_offset: int = 4,
-           number: int | None = None, valid: int | None = None) -> bytes:
+def packet(
+    etype: int,
+    events: list[tuple[int, int]],
+    *,
+    overflow: int = 0,
+    size: int = 8,
+    ts_offset: int = 4,
+    number: int | None = None,
+    valid: int | None = None,
+) -> bytes:
     """An AEDAT 3.1 packet built with struct.pack: 28-byte header + (uint32 data, int32 ts) per event."""
     n = len(events) if number is None else number
     head = struct.pack("<hhiiiiii", etype, 0, size, ts_offset, overflow, n, n, n if valid is None else valid)
@@ -166,14 +174,22 @@ SHD_BAD = {
     "no_labels": (dict(labels=None), "missing dataset 'labels'"),
     "labels_longer": (dict(labels=np.arange(3, dtype=np.uint16)), "but 3 labels"),
     "float_labels": (dict(labels=np.array([0.5, 1.5])), "'labels' has type"),
-    "length_mismatch": (dict(**{"spikes/units": [np.array([1], np.uint16), np.array([3], np.uint16)]}),
-                        "sample 0 has 2 spike times but 1 units"),
-    "unit_700": (dict(**{"spikes/units": [np.array([1, 2], np.uint16), np.array([700], np.uint16)]}),
-                 "sample 1: unit 700 outside the 700 channels"),
-    "negative_time": (dict(**{"spikes/times": [np.array([0.1, -0.2], np.float16), np.array([0.3], np.float16)]}),
-                      "sample 0: spike time"),
-    "nan_time": (dict(**{"spikes/times": [np.array([0.1, 0.2], np.float16), np.array([np.nan], np.float16)]}),
-                 "sample 1: spike time nan"),
+    "length_mismatch": (
+        dict(**{"spikes/units": [np.array([1], np.uint16), np.array([3], np.uint16)]}),
+        "sample 0 has 2 spike times but 1 units",
+    ),
+    "unit_700": (
+        dict(**{"spikes/units": [np.array([1, 2], np.uint16), np.array([700], np.uint16)]}),
+        "sample 1: unit 700 outside the 700 channels",
+    ),
+    "negative_time": (
+        dict(**{"spikes/times": [np.array([0.1, -0.2], np.float16), np.array([0.3], np.float16)]}),
+        "sample 0: spike time",
+    ),
+    "nan_time": (
+        dict(**{"spikes/times": [np.array([0.1, 0.2], np.float16), np.array([np.nan], np.float16)]}),
+        "sample 1: spike time nan",
+    ),
     "int_times": (dict(**{"spikes/times": np.zeros((2, 3), np.int32)}), "'spikes/times' has type"),
     "speaker_short": (dict(**{"extra/speaker": np.zeros(1, np.uint16)}), "'extra/speaker' should hold"),
     "speaker_float": (dict(**{"extra/speaker": np.zeros(2)}), "'extra/speaker' should hold"),
@@ -216,9 +232,25 @@ def test_data_format_error_is_a_config_error(tmp_path: Path) -> None:
 
 def test_nmnist_known_words() -> None:
     """Bit layout: x, y, then p in bit 23 and a 23-bit big-endian timestamp."""
-    data = bytes([5, 7, 0x81, 0x02, 0x03,  # x=5 y=7 p=1 t=0x010203
-                  33, 0, 0x7F, 0xFF, 0xFF,  # x=33 y=0 p=0 t=2**23-1
-                  0, 33, 0x80, 0x00, 0x00])  # x=0 y=33 p=1 t=0
+    data = bytes(
+        [
+            5,
+            7,
+            0x81,
+            0x02,
+            0x03,  # x=5 y=7 p=1 t=0x010203
+            33,
+            0,
+            0x7F,
+            0xFF,
+            0xFF,  # x=33 y=0 p=0 t=2**23-1
+            0,
+            33,
+            0x80,
+            0x00,
+            0x00,
+        ]
+    )  # x=0 y=33 p=1 t=0
     ev = F.decode_nmnist(data, "x.bin")
     assert ev.dtype == EVENTS_2D
     assert ev.tolist() == [(0x010203, 5, 7, 1), ((1 << 23) - 1, 33, 0, 0), (0, 0, 33, 1)]
@@ -313,12 +345,15 @@ def test_nmnist_missing_file(tmp_path: Path) -> None:
 def test_aedat_hand_built_bits() -> None:
     """Bit layout and timestamp overflow, packets built with struct.pack; other packet types skipped, invalid
     events dropped."""
-    data = (HEADER + END
-            + packet(0, [(0x12345678, 5)])  # special event packet: skipped
-            + packet(1, [(word(100, 5, 1), 12345), (word(7, 127, 0, valid=0), 12346), (word(127, 0, 0), 12347)],
-                     overflow=2)
-            + packet(7, [], size=12, number=2) + bytes(24)  # another type with 12-byte events: skipped
-            + packet(1, [(word(0, 64, 1), 3)], overflow=3))
+    data = (
+        HEADER
+        + END
+        + packet(0, [(0x12345678, 5)])  # special event packet: skipped
+        + packet(1, [(word(100, 5, 1), 12345), (word(7, 127, 0, valid=0), 12346), (word(127, 0, 0), 12347)], overflow=2)
+        + packet(7, [], size=12, number=2)
+        + bytes(24)  # another type with 12-byte events: skipped
+        + packet(1, [(word(0, 64, 1), 3)], overflow=3)
+    )
     ev = F.decode_aedat31(data, "rec.aedat")
     assert ev.dtype == EVENTS_2D
     assert ev.tolist() == [((2 << 31) | 12345, 100, 5, 1), ((2 << 31) | 12347, 127, 0, 0), ((3 << 31) | 3, 0, 64, 1)]
@@ -380,24 +415,35 @@ AEDAT_BAD = {
     "truncated_packet_header": (_cut(_BODY0 + 10), f"byte {_BODY0}: truncated packet header (10 of 28 bytes)"),
     "truncated_second_header": (_cut(_BODY0 + 28 + 16 + 27), f"byte {_BODY0 + 44}: truncated packet header"),
     "truncated_body": (_cut(_BODY0 + 28 + 12), f"byte {_BODY0}: packet body of 2 x 8 bytes runs past the end"),
-    "huge_event_number": (lambda d: d[:_BODY0 + 20] + struct.pack("<i", 2**31 - 1) + d[_BODY0 + 24:],
-                          "packet body of 2147483647 x 8 bytes runs past the end"),
-    "negative_event_number": (lambda d: d[:_BODY0 + 20] + struct.pack("<i", -1) + d[_BODY0 + 24:],
-                              "bad packet header"),
-    "event_size_zero": (lambda d: d[:_BODY0 + 4] + struct.pack("<i", 0) + d[_BODY0 + 8:], "eventSize 0"),
-    "event_size_7": (lambda d: d[:_BODY0 + 4] + struct.pack("<i", 7) + d[_BODY0 + 8:],
-                     "polarity packet with eventSize 7"),
-    "ts_offset_0": (lambda d: d[:_BODY0 + 8] + struct.pack("<i", 0) + d[_BODY0 + 12:], "eventTSOffset 0"),
-    "valid_above_number": (lambda d: d[:_BODY0 + 24] + struct.pack("<i", 3) + d[_BODY0 + 28:], "eventValid 3"),
-    "negative_overflow": (lambda d: d[:_BODY0 + 12] + struct.pack("<i", -5) + d[_BODY0 + 16:],
-                          "eventTSOverflow -5"),
-    "compressed": (lambda d: d[:_BODY0] + struct.pack("<H", 0x8001) + d[_BODY0 + 2:], "compressed packet"),
-    "x_200": (lambda d: d[:_BODY0 + 28] + struct.pack("<I", word(200, 1, 1)) + d[_BODY0 + 32:],
-              f"byte {_BODY0 + 28}: x=200 outside the 128x128 sensor"),
-    "y_128": (lambda d: d[:_BODY0 + 36] + struct.pack("<I", word(1, 128, 1)) + d[_BODY0 + 40:],
-              f"byte {_BODY0 + 36}: y=128 outside"),
-    "negative_ts": (lambda d: d[:_BODY0 + 76] + struct.pack("<i", -7) + d[_BODY0 + 80:],
-                    f"byte {_BODY0 + 76}: negative timestamp"),
+    "huge_event_number": (
+        lambda d: d[: _BODY0 + 20] + struct.pack("<i", 2**31 - 1) + d[_BODY0 + 24 :],
+        "packet body of 2147483647 x 8 bytes runs past the end",
+    ),
+    "negative_event_number": (
+        lambda d: d[: _BODY0 + 20] + struct.pack("<i", -1) + d[_BODY0 + 24 :],
+        "bad packet header",
+    ),
+    "event_size_zero": (lambda d: d[: _BODY0 + 4] + struct.pack("<i", 0) + d[_BODY0 + 8 :], "eventSize 0"),
+    "event_size_7": (
+        lambda d: d[: _BODY0 + 4] + struct.pack("<i", 7) + d[_BODY0 + 8 :],
+        "polarity packet with eventSize 7",
+    ),
+    "ts_offset_0": (lambda d: d[: _BODY0 + 8] + struct.pack("<i", 0) + d[_BODY0 + 12 :], "eventTSOffset 0"),
+    "valid_above_number": (lambda d: d[: _BODY0 + 24] + struct.pack("<i", 3) + d[_BODY0 + 28 :], "eventValid 3"),
+    "negative_overflow": (lambda d: d[: _BODY0 + 12] + struct.pack("<i", -5) + d[_BODY0 + 16 :], "eventTSOverflow -5"),
+    "compressed": (lambda d: d[:_BODY0] + struct.pack("<H", 0x8001) + d[_BODY0 + 2 :], "compressed packet"),
+    "x_200": (
+        lambda d: d[: _BODY0 + 28] + struct.pack("<I", word(200, 1, 1)) + d[_BODY0 + 32 :],
+        f"byte {_BODY0 + 28}: x=200 outside the 128x128 sensor",
+    ),
+    "y_128": (
+        lambda d: d[: _BODY0 + 36] + struct.pack("<I", word(1, 128, 1)) + d[_BODY0 + 40 :],
+        f"byte {_BODY0 + 36}: y=128 outside",
+    ),
+    "negative_ts": (
+        lambda d: d[: _BODY0 + 76] + struct.pack("<i", -7) + d[_BODY0 + 80 :],
+        f"byte {_BODY0 + 76}: negative timestamp",
+    ),
 }
 
 
@@ -510,7 +556,12 @@ def check_summary(d: dict, fmt: str, samples: int, classes: int, events: int, se
     json.dumps(d)  # the CLI prints it as JSON
     assert KEYS <= set(d)
     assert (d["format"], d["samples"], d["classes"], d["events"], d["sensor_size"]) == (
-        fmt, samples, classes, events, sensor)
+        fmt,
+        samples,
+        classes,
+        events,
+        sensor,
+    )
 
 
 def test_inspect_shd(tmp_path: Path) -> None:
@@ -530,8 +581,7 @@ def test_inspect_nmnist(tmp_path: Path) -> None:
     made = make_nmnist_tree(tmp_path)
     n_ev = sum(len(e) for s in made.values() for e in s)
     check_summary(F.inspect(tmp_path), "nmnist", 40, 10, n_ev, [34, 34, 2])
-    check_summary(F.inspect(tmp_path / "Train"), "nmnist", 20, 10, sum(len(e) for e in made["Train"]),
-                  [34, 34, 2])
+    check_summary(F.inspect(tmp_path / "Train"), "nmnist", 20, 10, sum(len(e) for e in made["Train"]), [34, 34, 2])
     one = F.inspect(tmp_path / "Test" / "7" / "00000.bin")
     check_summary(one, "nmnist", 1, 1, len(made["Test"][14]), [34, 34, 2])
     assert one["label_counts"] == {"7": 1}
@@ -542,13 +592,20 @@ def test_inspect_dvs(tmp_path: Path) -> None:
     truth = make_gesture_tree(tmp_path)
     all_segs = truth["train"] + truth["test"]
     d = F.inspect(tmp_path)
-    check_summary(d, "dvs_gesture", 9, len({c for c, _, _ in all_segs}), sum(len(s) for _, _, s in all_segs),
-                  [128, 128, 2])
+    check_summary(
+        d, "dvs_gesture", 9, len({c for c, _, _ in all_segs}), sum(len(s) for _, _, s in all_segs), [128, 128, 2]
+    )
     assert set(d["splits"]) == {"train", "test"}
     rec = tmp_path / "DvsGesture" / "user24_lab.aedat"
     d = F.inspect(rec)
-    check_summary(d, "dvs_gesture", 3, len({c for c, _, _ in truth["test"]}),
-                  sum(len(s) for _, _, s in truth["test"]), [128, 128, 2])
+    check_summary(
+        d,
+        "dvs_gesture",
+        3,
+        len({c for c, _, _ in truth["test"]}),
+        sum(len(s) for _, _, s in truth["test"]),
+        [128, 128, 2],
+    )
     rec.with_name("user24_lab_labels.csv").unlink()
     d = F.inspect(rec)
     check_summary(d, "aedat31", 1, 0, 3000, [128, 128, 2])

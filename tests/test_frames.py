@@ -71,10 +71,19 @@ def events_2d(rng, n, w=34, h=34, t_max=300_000, k=(0, 300)):
     return out
 
 
-@pytest.mark.parametrize("dt,duration,channels", [
-    (10.0, 1000.0, None), (5.0, 300.0, 140), (1.0, 50.0, 700), (20.0, None, 35), (7.0, 1000.0, 1), (0.5, 20.0, 100),
-    (1.1, 30.0, 140), (33.3, 400.0, 70),
-])
+@pytest.mark.parametrize(
+    "dt,duration,channels",
+    [
+        (10.0, 1000.0, None),
+        (5.0, 300.0, 140),
+        (1.0, 50.0, 700),
+        (20.0, None, 35),
+        (7.0, 1000.0, 1),
+        (0.5, 20.0, 100),
+        (1.1, 30.0, 140),
+        (33.3, 400.0, 70),
+    ],
+)
 def test_1d_matches_loop(dt, duration, channels) -> None:
     rng = np.random.default_rng(int(dt * 10))
     evs = events_1d(rng, 25)

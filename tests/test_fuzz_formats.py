@@ -13,9 +13,9 @@ import signal
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -29,8 +29,22 @@ pytestmark = pytest.mark.slow
 MUTANTS = 1200
 SOFT_LIMIT_S = 5.0  # every read must take less than this
 HARD_LIMIT_S = 30.0  # a read still running after this is a hang
-BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
-            0x7FFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF]
+BOUNDARY = [
+    0,
+    1,
+    0x7F,
+    0x80,
+    0xFF,
+    0x100,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFF,
+    0x7FFFFFFFFFFFFFFF,
+    0xFFFFFFFFFFFFFFFF,
+]
 
 
 class Hung(Exception):
@@ -69,17 +83,23 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
         i = int(rng.integers(len(b)))
         n = min(int(rng.integers(1, 33)), len(b) - i)
         fill = rng.choice([0, 255, -1])
-        b[i:i + n] = bytes([int(fill)] * n) if fill >= 0 else rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        b[i : i + n] = bytes([int(fill)] * n) if fill >= 0 else rng.integers(0, 256, n, dtype=np.uint8).tobytes()
     else:
         width = int(rng.choice([1, 2, 4, 8]))
         i = int(rng.integers(len(b) // width)) * width
         value = int(rng.choice(BOUNDARY)) & ((1 << (8 * width)) - 1)
-        b[i:i + width] = value.to_bytes(width, "little")[: len(b) - i]
+        b[i : i + width] = value.to_bytes(width, "little")[: len(b) - i]
     return bytes(b), kind
 
 
-def fuzz(tmp_path: Path, suffix: str, bases: list[bytes], read: Callable[[Path], object],
-         check: Callable[[object], None], seed: int) -> Counter:
+def fuzz(
+    tmp_path: Path,
+    suffix: str,
+    bases: list[bytes],
+    read: Callable[[Path], object],
+    check: Callable[[object], None],
+    seed: int,
+) -> Counter:
     rng = np.random.default_rng(seed)
     path = tmp_path / f"mutant{suffix}"
     outcome: Counter = Counter()
@@ -163,8 +183,9 @@ def test_fuzz_shd_h5(tmp_path: Path) -> None:
     times = [np.sort(rng.random(int(rng.integers(1, 40)))).astype(np.float16) for _ in range(6)]
     units = [rng.integers(0, 700, len(t)) for t in times]
     a = tmp_path / "a.h5"
-    F.write_shd(a, times, units, rng.integers(0, 20, 6), speakers=rng.integers(0, 12, 6),
-                keys=[f"k{i}" for i in range(20)])
+    F.write_shd(
+        a, times, units, rng.integers(0, 20, 6), speakers=rng.integers(0, 12, 6), keys=[f"k{i}" for i in range(20)]
+    )
     b = tmp_path / "b.h5"
     with h5py.File(b, "w") as f:
         t = f.create_dataset("spikes/times", (4,), dtype=h5py.vlen_dtype(np.float16))

@@ -30,6 +30,7 @@ D = torch.float64
 
 # 1. closed form -----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("K", [1, 2, 3, 4])
 @pytest.mark.parametrize("tau,dt", [(7.0, 1.0), (3.0, 0.5)])
 def test_equal_tau_recursion_is_discrete_gamma(K, tau, dt):
@@ -59,6 +60,7 @@ def test_bucket_step_equation_and_steady_state():
 
 # 2. time constants --------------------------------------------------------------------------------------------
 
+
 def test_power_law_taus_and_validation():
     t = power_law_taus(4, 5.0, 1.5)
     assert t.dtype == torch.float32
@@ -75,8 +77,9 @@ def test_ordered_taus_init_and_after_random_steps():
     m = GammaBuckets(6, dt=1.0, K=5, tau_1=4.0, factor=1.7)
     ref = power_law_taus(5, 4.0, 1.7).expand(6, 5)
     torch.testing.assert_close(m.taus, ref, rtol=2e-6, atol=0)  # float32 parameters: a few ulps
-    torch.testing.assert_close(GammaBuckets(3, 1.0, 4, 5.0, 1.5).taus, power_law_taus(4, 5.0, 1.5).expand(3, 4),
-                               rtol=2e-6, atol=0)
+    torch.testing.assert_close(
+        GammaBuckets(3, 1.0, 4, 5.0, 1.5).taus, power_law_taus(4, 5.0, 1.5).expand(3, 4), rtol=2e-6, atol=0
+    )
     with pytest.raises(ValueError, match="factor"):
         GammaBuckets(2, 1.0, K=3, factor=1.0)
     m = m.double()
@@ -98,6 +101,7 @@ def test_ordered_taus_init_and_after_random_steps():
 
 # 3. resolution ------------------------------------------------------------------------------------------------
 
+
 def _step_response(taus: torch.Tensor, dt: float, t_ms: float) -> torch.Tensor:
     """Step response (u = 1 from t = 0) at times dt, 2 dt, ..., t_ms: [t_ms / dt, K]."""
     b, _ = bucket_sequence(torch.ones(round(t_ms / dt), 1, 1, dtype=D), bucket_decays(taus, dt))
@@ -111,6 +115,7 @@ def test_step_response_is_resolution_independent_within_measured_bounds():
     (ii) shape: each cascade step lags by one dt, which shifts bucket k by ~(k/2 - 1) dt. Measured: shape
     (response / own gain) differs by <= 0.018 (dt/2) and <= 0.024 (dt/3); raw <= 0.25 (5 % of the gain)."""
     taus = power_law_taus(5, 5.0, 1.5).double()
+
     def gain(dt):
         return (1 - torch.exp(-dt / taus[0])) / (1 - torch.exp(-dt / taus))
 
@@ -118,7 +123,7 @@ def test_step_response_is_resolution_independent_within_measured_bounds():
     for n, tol in [(2, 0.02), (3, 0.025)]:
         r = _step_response(taus, 1.0 / n, 200)
         gain_n = gain(1.0 / n)
-        r = r[n - 1::n]  # times 1, 2, ... ms
+        r = r[n - 1 :: n]  # times 1, 2, ... ms
         assert r.shape == ref.shape
         torch.testing.assert_close(r[:, 0], ref[:, 0], atol=1e-12, rtol=0)
         shape_diff = (r / gain_n - ref / gain_ref).abs().max(0).values
@@ -129,6 +134,7 @@ def test_step_response_is_resolution_independent_within_measured_bounds():
 
 
 # 4. sigma-delta -----------------------------------------------------------------------------------------------
+
 
 def _run_sd(y: torch.Tensor, p: SigmaDeltaParams, dt: float = 1.0):
     st = sigma_delta_init(1, y.shape[-1], y, p.theta0)
@@ -147,7 +153,8 @@ def test_sigma_delta_equations_one_step():
     p = SigmaDeltaParams(theta0=0.1, tau_ref=10.0, tau_th=30.0, m_f=0.5)
     a_r, a_th = math.exp(-0.1), math.exp(-1 / 30)
     st = sigma_delta_init(1, 3, torch.zeros(1, dtype=D))._replace(
-        yhat=torch.tensor([[0.5, 0.5, 0.0]], dtype=D), theta=torch.tensor([[0.2, 0.2, 0.3]], dtype=D))
+        yhat=torch.tensor([[0.5, 0.5, 0.0]], dtype=D), theta=torch.tensor([[0.2, 0.2, 0.3]], dtype=D)
+    )
     x = torch.tensor([[0.7, 0.5, -1.0]], dtype=D)  # errors 0.7 - 0.5 a_r > 0.1 (spike), 0.5 - 0.5 a_r < 0.1, 0
     u, s, new = sigma_delta_step(x, st, p, 1.0)
     assert s.tolist() == [[1.0, 0.0, 0.0]]
@@ -195,6 +202,7 @@ def test_sigma_delta_silent_on_zero_and_adapts_to_activity():
 
 # 5. gradients -------------------------------------------------------------------------------------------------
 
+
 def test_straight_through_gradient_one_step_and_bptt():
     p = SigmaDeltaParams()
     x = torch.tensor([[0.8, 2.0, -0.5, 0.01]], dtype=D, requires_grad=True)
@@ -229,8 +237,11 @@ def test_gradcheck_gamma_dense_readout(mode):
     layer = layer.double()
     u = torch.randn(10, 2, 3, generator=g, dtype=D)
     names = ["weight", "bucket_weight", "buckets.log_tau1", "buckets.raw_log_ratio", "bias"]
-    params = {k: (v.detach().clone() + 0.1 * torch.randn(v.shape, generator=g, dtype=D)).requires_grad_()
-              for k, v in layer.named_parameters() if k in names}
+    params = {
+        k: (v.detach().clone() + 0.1 * torch.randn(v.shape, generator=g, dtype=D)).requires_grad_()
+        for k, v in layer.named_parameters()
+        if k in names
+    }
     assert sorted(params) == sorted(names)
 
     def f(*vals):
@@ -240,6 +251,7 @@ def test_gradcheck_gamma_dense_readout(mode):
 
 
 # 6. network ---------------------------------------------------------------------------------------------------
+
 
 def _net(**kw):
     return GammaNetwork(4, 3, [8, 6], dt=1.0, seed=2, **kw).double()
@@ -298,6 +310,7 @@ def test_set_dt_recomputes_decays():
 
 # 7. convolution -----------------------------------------------------------------------------------------------
 
+
 def test_conv_shapes_and_1x1_equals_dense_per_pixel():
     g = torch.Generator().manual_seed(3)
     C, O, K, H, W, T, B = 3, 4, 3, 5, 4, 30, 2
@@ -345,7 +358,7 @@ def test_input_events_reach_the_first_buckets_alike_at_every_dt():
         for xt in x:
             _, state, _ = net.step(xt, state)
             b.append(state[0].buckets.b[0, 0].detach())
-        traj[dt] = torch.stack(b)[round(10 / dt) - 1::round(10 / dt)]  # at 10, 20, ..., 60 ms
+        traj[dt] = torch.stack(b)[round(10 / dt) - 1 :: round(10 / dt)]  # at 10, 20, ..., 60 ms
     peak = float(traj[1.0].max())
     torch.testing.assert_close(traj[0.25], traj[1.0], rtol=0.1, atol=0.05 * peak)  # bucket k lags ~(k-1) dt
     assert peak > 0.02  # ~1 / tau_1 after the event, not ~dt / tau_1

@@ -8,14 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY, interrupt_after_first_checkpoint, one_line
 from spiketime.app import config
-from spiketime.app.config import ConfigError
 from spiketime.app import fit as trainer
+from spiketime.app.config import ConfigError
 from spiketime.learning.gamma_online import gamma_online_gradients, run_sequence
 from spiketime.learning.losses import readout_loss, spike_rate
 from spiketime.nn.gamma import GammaNetwork
-
-from conftest import TINY, interrupt_after_first_checkpoint, one_line
 
 N_IN, N_OUT = 4, 3
 GAMMA = ["model.type=gamma", "model.delays=none", "model.weight_scale=8", "train.early_stop=false"]
@@ -142,9 +141,11 @@ def _sets(*extra: str) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("learner", [["train.learner=bptt"],
-                                     ["train.learner=gamma_online", "train.loss=per_step", "train.update_every=10"]],
-                         ids=["bptt", "gamma_online"])
+@pytest.mark.parametrize(
+    "learner",
+    [["train.learner=bptt"], ["train.learner=gamma_online", "train.loss=per_step", "train.update_every=10"]],
+    ids=["bptt", "gamma_online"],
+)
 def test_cli_train_and_eval_gamma(tmp_path, learner):
     from spiketime.app.cli.main import main
 
@@ -161,12 +162,18 @@ def test_cli_train_and_eval_gamma(tmp_path, learner):
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--out", str(ev)]) == 0
     e = json.loads((ev / "metrics.json").read_text())
     assert e["test_accuracy"] == pytest.approx(m["test_accuracy"]) and e["spikes_per_sample"] == pytest.approx(
-        m["spikes_per_sample"])
+        m["spikes_per_sample"]
+    )
 
 
-@pytest.mark.parametrize("learner", [["train.learner=bptt", "train.gain_weight=0.2"],
-                                     ["train.learner=gamma_online", "train.loss=per_step", "train.update_every=20"]],
-                         ids=["bptt", "gamma_online"])
+@pytest.mark.parametrize(
+    "learner",
+    [
+        ["train.learner=bptt", "train.gain_weight=0.2"],
+        ["train.learner=gamma_online", "train.loss=per_step", "train.update_every=20"],
+    ],
+    ids=["bptt", "gamma_online"],
+)
 def test_resume_gamma_is_exact(tmp_path, monkeypatch, learner):
     sets = [*TINY, *GAMMA, *learner]
     full = trainer.fit(config.load(None, sets), tmp_path / "full", command="test")
@@ -176,8 +183,7 @@ def test_resume_gamma_is_exact(tmp_path, monkeypatch, learner):
     monkeypatch.undo()
     cut = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)
     assert cut["state"]["epoch"] == 1
-    resumed = trainer.fit(config.load(tmp_path / "cut" / "config.yaml"), tmp_path / "cut", resume=True,
-                          command="test")
+    resumed = trainer.fit(config.load(tmp_path / "cut" / "config.yaml"), tmp_path / "cut", resume=True, command="test")
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in full["history"]]
     a = torch.load(tmp_path / "full" / trainer.CHECKPOINT, weights_only=True)["model"]
     b = torch.load(tmp_path / "cut" / trainer.CHECKPOINT, weights_only=True)["model"]
@@ -223,31 +229,40 @@ def test_eval_at_another_dt_rebins_the_data_and_recomputes_the_decays(tmp_path, 
 # ---------------------------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("sets, needles", [
-    (["train.learner=gamma_online", "train.loss=per_step"], ("model.type", "gamma")),
-    (["model.type=gamma", "model.delays=none", "train.learner=online", "train.loss=per_step"],
-     ("train.learner", "gamma_online")),
-    (["model.type=gamma", "model.delays=axonal"], ("model.delays", "none")),
-    (["model.conv=[4]"], ("model.conv", "gamma")),
-    (["model.type=gamma", "model.conv=[4]"], ("model.conv", "camera")),
-    (["model.type=gamma", "data.task=event_digits", "model.conv=[0]"], ("model.conv", "positive")),
-    (["model.type=gamma", "data.task=event_digits", "model.conv=[4]", "model.conv_stride=0"],
-     ("model.conv_kernel/conv_stride",)),
-    (["model.type=gamma", "model.delays=none", "train.learner=gamma_online", "train.loss=max"],
-     ("train.loss", "per_step")),
-    (["model.type=gamma", "model.delays=none", "model.bucket_weights=layer"], ("model.bucket_weights", "neuron")),
-    (["model.type=gamma", "model.delays=none", "model.recurrent=true"], ("model.recurrent",)),
-    (["model.type=gamma", "model.delays=none", "model.density=0.5"], ("model.density",)),
-    (["model.type=gamma", "model.delays=none", "model.readout=lif", "train.loss=spike_count"], ("model.readout",)),
-    (["model.type=gamma", "model.delays=none", "train.precision=bf16"], ("train.precision", "fp32")),
-    (["model.type=rnn"], ("model.type", "lif | gamma")),
-    (["model.buckets=0"], ("model.buckets", ">= 1")),
-    (["model.bucket_factor=1.0"], ("model.bucket_factor",)),
-    (["model.bucket_tau=0"], ("model.bucket_tau",)),
-    (["model.sd_theta=0"], ("model.sd_theta",)),
-    (["train.gain_weight=-1"], ("train.gain_weight", ">= 0")),
-    (["train.gain_weight=0.5"], ("train.gain_weight", "model.type is gamma")),
-])
+@pytest.mark.parametrize(
+    "sets, needles",
+    [
+        (["train.learner=gamma_online", "train.loss=per_step"], ("model.type", "gamma")),
+        (
+            ["model.type=gamma", "model.delays=none", "train.learner=online", "train.loss=per_step"],
+            ("train.learner", "gamma_online"),
+        ),
+        (["model.type=gamma", "model.delays=axonal"], ("model.delays", "none")),
+        (["model.conv=[4]"], ("model.conv", "gamma")),
+        (["model.type=gamma", "model.conv=[4]"], ("model.conv", "camera")),
+        (["model.type=gamma", "data.task=event_digits", "model.conv=[0]"], ("model.conv", "positive")),
+        (
+            ["model.type=gamma", "data.task=event_digits", "model.conv=[4]", "model.conv_stride=0"],
+            ("model.conv_kernel/conv_stride",),
+        ),
+        (
+            ["model.type=gamma", "model.delays=none", "train.learner=gamma_online", "train.loss=max"],
+            ("train.loss", "per_step"),
+        ),
+        (["model.type=gamma", "model.delays=none", "model.bucket_weights=layer"], ("model.bucket_weights", "neuron")),
+        (["model.type=gamma", "model.delays=none", "model.recurrent=true"], ("model.recurrent",)),
+        (["model.type=gamma", "model.delays=none", "model.density=0.5"], ("model.density",)),
+        (["model.type=gamma", "model.delays=none", "model.readout=lif", "train.loss=spike_count"], ("model.readout",)),
+        (["model.type=gamma", "model.delays=none", "train.precision=bf16"], ("train.precision", "fp32")),
+        (["model.type=rnn"], ("model.type", "lif | gamma")),
+        (["model.buckets=0"], ("model.buckets", ">= 1")),
+        (["model.bucket_factor=1.0"], ("model.bucket_factor",)),
+        (["model.bucket_tau=0"], ("model.bucket_tau",)),
+        (["model.sd_theta=0"], ("model.sd_theta",)),
+        (["train.gain_weight=-1"], ("train.gain_weight", ">= 0")),
+        (["train.gain_weight=0.5"], ("train.gain_weight", "model.type is gamma")),
+    ],
+)
 def test_config_errors_are_one_line(sets, needles):
     with pytest.raises(ConfigError) as e:
         config.load(None, sets)
@@ -255,9 +270,21 @@ def test_config_errors_are_one_line(sets, needles):
 
 
 def test_gamma_config_builds_the_configured_network():
-    cfg = config.load(None, [*TINY, "model.type=gamma", "model.delays=none", "model.buckets=3",
-                             "model.bucket_tau=2.0", "model.bucket_factor=2.0", "model.bucket_weights=synapse",
-                             "model.learn_bucket_tau=false", "model.sd_theta=0.2", "model.threshold_gain=0.3"])
+    cfg = config.load(
+        None,
+        [
+            *TINY,
+            "model.type=gamma",
+            "model.delays=none",
+            "model.buckets=3",
+            "model.bucket_tau=2.0",
+            "model.bucket_factor=2.0",
+            "model.bucket_weights=synapse",
+            "model.learn_bucket_tau=false",
+            "model.sd_theta=0.2",
+            "model.threshold_gain=0.3",
+        ],
+    )
     net = trainer.build_model(cfg, 6, 3)
     assert isinstance(net, GammaNetwork) and [lay.n_out for lay in net.layers] == [8, 3]
     torch.testing.assert_close(net.layers[0].buckets.taus[0], torch.tensor([2.0, 4.0, 8.0]))
@@ -284,8 +311,17 @@ def test_gamma_defaults_delays_to_none_unless_they_are_given_after_the_type(tmp_
 
 
 def test_conv_gamma_network_from_config():
-    cfg = config.load(None, ["data.task=event_digits", "data.pool=2", "model.type=gamma", "model.conv=[4, 5]",
-                             "model.hidden=[7]", "model.buckets=2"])
+    cfg = config.load(
+        None,
+        [
+            "data.task=event_digits",
+            "data.pool=2",
+            "model.type=gamma",
+            "model.conv=[4, 5]",
+            "model.hidden=[7]",
+            "model.buckets=2",
+        ],
+    )
     net = trainer.build_model(cfg, 2 * 17 * 17, 10).double()
     from spiketime.nn.gamma import GammaConv2d
 
@@ -323,8 +359,12 @@ def test_eval_frames_runs_each_checkpoint_at_each_resolution(tmp_path, capsys):
     at_training_dt = json.loads((out / "metrics.json").read_text())["test_accuracy"]
     assert m["results"][1]["test_accuracy"] == pytest.approx(at_training_dt)  # 40 frames = the training dt
     assert (ev / "frames.png").stat().st_size > 0
-    for bad in (["--frames", "0"], ["--frames", "20", "--perturb", "jitter"], ["--frames", "x"],
-                ["--frames", "20", "--set", "data.dt=2"]):
+    for bad in (
+        ["--frames", "0"],
+        ["--frames", "20", "--perturb", "jitter"],
+        ["--frames", "x"],
+        ["--frames", "20", "--set", "data.dt=2"],
+    ):
         capsys.readouterr()
         assert main(["eval", "--checkpoint", str(out), *bad, "--out", str(ev)]) == 2
         err = capsys.readouterr().err.strip()
@@ -338,9 +378,19 @@ def test_trained_model_keeps_its_accuracy_at_half_double_and_triple_frames(tmp_p
     accuracy within 2 points. (docs/results.md: the same with 3 seeds of the full experiment.)"""
     from spiketime.app.splits import make_split
 
-    sets = ["data.task=speech_digits", "data.dt=2", "data.duration=1000", "data.channels=140", "model.type=gamma",
-            "model.hidden=[64]", "model.bucket_tau=10", "train.loss=per_step", "train.lr=0.005", "train.epochs=1",
-            "train.progress=false"]
+    sets = [
+        "data.task=speech_digits",
+        "data.dt=2",
+        "data.duration=1000",
+        "data.channels=140",
+        "model.type=gamma",
+        "model.hidden=[64]",
+        "model.bucket_tau=10",
+        "train.loss=per_step",
+        "train.lr=0.005",
+        "train.epochs=1",
+        "train.progress=false",
+    ]
     m = trainer.fit(config.load(None, sets), tmp_path / "run", command="test")
     ckpt = trainer.load_checkpoint(tmp_path / "run" / trainer.BEST)
     assert m["test_accuracy"] > 0.5  # learned (chance 0.05)

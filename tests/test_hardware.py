@@ -6,16 +6,15 @@ import math
 import pytest
 import torch
 
+from conftest import one_line
 from spiketime.app.config import ConfigError, ModelConfig
+from spiketime.app.factories import lif_network
+from spiketime.functional.quant import fake_quantize, leak_shift, quantize
 from spiketime.hardware.evaluate import evaluate_hardware, quantized_weights_model
 from spiketime.hardware.fixed_point import HardwareSpec, hardware_layers, run_fake_quant
 from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import activation_sparsity, footprint_bytes, network_synops, synops
-from spiketime.functional.quant import fake_quantize, leak_shift, quantize
-from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
-
-from conftest import one_line
 
 
 def _net(n_in=20, n_out=4, seed=0, **kw) -> SpikingNetwork:
@@ -42,7 +41,7 @@ def test_quantize_is_symmetric_with_at_most_2_pow_bits_minus_1_levels(bits, per_
     assert q.dtype == torch.int64 and int(q.abs().max()) == qm
     rows = [q] if not per_channel else list(q)
     for r in rows:
-        assert len(r.unique()) <= 2 ** bits - 1
+        assert len(r.unique()) <= 2**bits - 1
     assert (s.numel() == 6) == per_channel
     err = (q * s - w).abs()
     assert float((err - s / 2).max()) <= 1e-6  # rounding error at most half a step
@@ -121,8 +120,8 @@ def test_too_few_membrane_bits_is_a_one_line_error():
 def test_fine_fixed_point_tracks_the_float_network():
     """With 16-bit weights, 40-bit membranes, leaks that are exactly 1 - 2^-k and whole-step delays, the fixed-point
     model computes the float hard-spike network up to rounding: >= 99% of the spikes agree."""
-    tau = -1.0 / math.log(1 - 2 ** -3)  # beta = 0.875 exactly at dt = 1
-    net = _net(tau_mem=tau, tau_syn=-1.0 / math.log(1 - 2 ** -2), delays="none", weight_scale=1.5)
+    tau = -1.0 / math.log(1 - 2**-3)  # beta = 0.875 exactly at dt = 1
+    net = _net(tau_mem=tau, tau_syn=-1.0 / math.log(1 - 2**-2), delays="none", weight_scale=1.5)
     x = _events()
     _, _, outs = net.run(x)
     _, s_fq, sat = run_fake_quant(hardware_layers(net, HardwareSpec(16, True, 40)), x)
@@ -232,11 +231,18 @@ def test_cli_eval_hardware_writes_the_deployment_metrics(tmp_path, tiny_sets, ca
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.spike=surrogate_forward"]) == 0
     out = tmp_path / "hw"
-    assert main(["eval", "--checkpoint", str(run), "--hardware", "int8", "--membrane-bits", "16", "--out",
-                 str(out)]) == 0
+    assert (
+        main(["eval", "--checkpoint", str(run), "--hardware", "int8", "--membrane-bits", "16", "--out", str(out)]) == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("test_accuracy", "hard_swap_accuracy", "synops_per_sample", "activation_sparsity",
-                "footprint_bytes", "float_accuracy"):
+    for key in (
+        "test_accuracy",
+        "hard_swap_accuracy",
+        "synops_per_sample",
+        "activation_sparsity",
+        "footprint_bytes",
+        "float_accuracy",
+    ):
         assert key in m, key
     assert m["hardware"] == "int8" and m["membrane_bits"] == 16
     assert m["synops_per_sample"] > 0 and 0 < m["activation_sparsity"] <= 1
@@ -244,12 +250,32 @@ def test_cli_eval_hardware_writes_the_deployment_metrics(tmp_path, tiny_sets, ca
     trained = json.loads((run / "metrics.json").read_text())
     assert abs(m["float_accuracy"] - trained["test_accuracy"]) < 1e-9
     # the int64 simulator gives the same accuracy and costs as the batched fixed-point model
-    assert main(["eval", "--checkpoint", str(run), "--hardware", "int8", "--membrane-bits", "16", "--integer",
-                 "--out", str(tmp_path / "int")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run),
+                "--hardware",
+                "int8",
+                "--membrane-bits",
+                "16",
+                "--integer",
+                "--out",
+                str(tmp_path / "int"),
+            ]
+        )
+        == 0
+    )
     mi = json.loads((tmp_path / "int" / "metrics.json").read_text())
     assert mi["simulator"] == "integer" and m["simulator"] == "fixed_point"
-    for key in ("test_accuracy", "synops_per_sample", "activation_sparsity", "hidden_spikes_per_sample",
-                "saturated_fraction"):
+    for key in (
+        "test_accuracy",
+        "synops_per_sample",
+        "activation_sparsity",
+        "hidden_spikes_per_sample",
+        "saturated_fraction",
+    ):
         assert mi[key] == m[key], key
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run), "--membrane-bits", "16"]) == 2
@@ -274,12 +300,13 @@ def test_cli_eval_hardware_refuses_a_gamma_checkpoint(tmp_path, tiny_sets, capsy
 
 
 def test_quantisation_aware_training_uses_quantised_weights(tmp_path, tiny_sets):
-    from spiketime.app.cli.main import main
     from spiketime.app.checkpoints import load_checkpoint, model_from_checkpoint
+    from spiketime.app.cli.main import main
 
     run = tmp_path / "qat"
-    assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.weight_bits=4",
-                 "--set", "train.epochs=2"]) == 0
+    assert (
+        main(["train", "--out", str(run), *tiny_sets, "--set", "model.weight_bits=4", "--set", "train.epochs=2"]) == 0
+    )
     model, cfg = model_from_checkpoint(load_checkpoint(run))
     assert cfg.model.weight_bits == 4
     for p in model.projections:

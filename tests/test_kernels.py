@@ -44,8 +44,11 @@ def _run(backend, x, tau, tau_syn, st, leaves, reset, detach, smooth, surrogate=
     p = LIFParams(tau, tau_syn, 1.0, reset, surrogate, detach, smooth)
     s, fin, v = lif_sequence(x, p, 1.0, st, record_v=True, backend=backend)
     g = torch.Generator().manual_seed(1)
-    ws, wv, wf = (torch.randn(s.shape, generator=g, dtype=x.dtype), torch.randn(s.shape, generator=g, dtype=x.dtype),
-                  torch.randn(s.shape[1:], generator=g, dtype=x.dtype))
+    ws, wv, wf = (
+        torch.randn(s.shape, generator=g, dtype=x.dtype),
+        torch.randn(s.shape, generator=g, dtype=x.dtype),
+        torch.randn(s.shape[1:], generator=g, dtype=x.dtype),
+    )
     loss = (s * ws).sum() + 0.1 * (v * wv).sum() + ((fin.v + fin.i + fin.s) * wf).sum()
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     grads = [torch.zeros_like(t) if q is None else q for t, q in zip(leaves, grads)]
@@ -64,8 +67,11 @@ def test_fused_equals_reference_float64(reset, syn, detach, smooth):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("surrogate", [FastSigmoid(3.0), Gaussian(0.4), Arctan(1.5), Triangle(0.7), Sigmoid(4.0)],
-                         ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "surrogate",
+    [FastSigmoid(3.0), Gaussian(0.4), Arctan(1.5), Triangle(0.7), Sigmoid(4.0)],
+    ids=lambda s: type(s).__name__,
+)
 def test_every_surrogate_equals_reference(surrogate):
     x, tau, tau_syn, st, leaves = _inputs(25, 2, 6, torch.float64, 5.0, seed=3)
     for smooth in (False, True):
@@ -125,7 +131,11 @@ def test_c_kernel_equals_torch_loop(reset, syn, detach, smooth):
     a, b = cpu.lif_scan_fwd_c(*fw), lif_scan_fwd_torch(*fw)
     for u, w in zip(a, b):
         torch.testing.assert_close(u, w, rtol=1e-12, atol=1e-12)
-    g_s, g_v, g_iT = torch.randn(T, B, N, generator=g, **d), torch.randn(T, B, N, generator=g, **d), torch.randn(B, N, **d)
+    g_s, g_v, g_iT = (
+        torch.randn(T, B, N, generator=g, **d),
+        torch.randn(T, B, N, generator=g, **d),
+        torch.randn(B, N, **d),
+    )
     i_all = a[2] if alpha is not None else x
     bw = (g_s, g_v, g_iT, a[1], i_all, beta, alpha, v0, i0, s0, 1.0, code, "arctan", 2.0, smooth, detach)
     for u, w in zip(cpu.lif_scan_bwd_c(*bw), lif_scan_bwd_torch(*bw)):
@@ -154,8 +164,11 @@ def test_opcheck_custom_op_registration():
     alpha = torch.full((3,), 0.7, requires_grad=True)
     z = torch.zeros(2, 3)
     for a in (alpha, None):
-        torch.library.opcheck(lif_scan_fwd, (x, beta, a, z, z, z, 1.0, 0, "fast_sigmoid", 5.0, False, False),
-                              test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+        torch.library.opcheck(
+            lif_scan_fwd,
+            (x, beta, a, z, z, z, 1.0, 0, "fast_sigmoid", 5.0, False, False),
+            test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+        )
 
 
 def test_torch_compile_traces_the_fused_scan():
@@ -169,8 +182,8 @@ def test_torch_compile_traces_the_fused_scan():
     compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
     out_c, out_e = compiled(x), f(x)
     torch.testing.assert_close(out_c, out_e)
-    gc, = torch.autograd.grad(out_c.sum(), x)
-    ge, = torch.autograd.grad(out_e.sum(), x)
+    (gc,) = torch.autograd.grad(out_c.sum(), x)
+    (ge,) = torch.autograd.grad(out_e.sum(), x)
     torch.testing.assert_close(gc, ge)
 
 

@@ -152,8 +152,9 @@ def test_online_streaming_flush_every_k_steps_equals_run_with_update_every():
             model.project_()
             opt.zero_grad(set_to_none=True)
     _same(_params(model), _params(twin))
-    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), _lif(delays="synaptic", tau_syn=5.0)
-                                                        .parameters()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(model.parameters(), _lif(delays="synaptic", tau_syn=5.0).parameters())
+    )
 
 
 def _task(n: int = 12, T: int = 25, seed: int = 0):
@@ -339,30 +340,38 @@ def _one_line_naming(e, *needles):
         assert s in msg, msg
 
 
-@pytest.mark.parametrize("make, needles", [
-    (lambda: OnlineLearner(_lif(), feedback="dfa"), ("feedback", "symmetric")),
-    (lambda: OnlineLearner(_lif(), update_every=0), ("update_every", ">= 1")),
-    (lambda: OnlineLearner(_lif(), sam=SAM(0.1), sam_rho=0.2), ("sam", "sam_rho")),
-    (lambda: OnlineLearner(_lif(readout="lif")), ("readout", "LI")),
-    (lambda: GammaOnlineLearner(_gamma(), update_every=1.5), ("update_every",)),
-    (lambda: GammaOnlineLearner(_gamma(), gain_weight=-1.0), ("gain_weight", ">= 0")),
-    (lambda: GammaOnlineLearner(_lif()), ("model", "GammaNetwork")),
-    (lambda: OnlineLearner(_lif()).run(torch.zeros(4, 5), torch.zeros(4, dtype=torch.long)), ("x", "[T, B, N_in]")),
-    (lambda: OnlineLearner(_lif()).step(torch.zeros(2, 3, 5), torch.zeros(2, dtype=torch.long)), ("x_t", "[B, N_in]")),
-    (lambda: OnlineLearner(_lif()).step(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long)), ("x_t", "5 inputs")),
-    (lambda: OnlineLearner(_lif()).step(torch.zeros(2, 5), torch.zeros(3, dtype=torch.long)), ("target", "[B]")),
-    (lambda: OnlineLearner(_lif()).reset(0), ("batch_size", ">= 1")),
-    (lambda: GammaOnlineLearner(_gamma()).reset(2, steps=0), ("steps", ">= 1")),
-    (lambda: run_sequence(_gamma(), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long)), ("x", "[T, B, N_in]")),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "make, needles",
+    [
+        (lambda: OnlineLearner(_lif(), feedback="dfa"), ("feedback", "symmetric")),
+        (lambda: OnlineLearner(_lif(), update_every=0), ("update_every", ">= 1")),
+        (lambda: OnlineLearner(_lif(), sam=SAM(0.1), sam_rho=0.2), ("sam", "sam_rho")),
+        (lambda: OnlineLearner(_lif(readout="lif")), ("readout", "LI")),
+        (lambda: GammaOnlineLearner(_gamma(), update_every=1.5), ("update_every",)),
+        (lambda: GammaOnlineLearner(_gamma(), gain_weight=-1.0), ("gain_weight", ">= 0")),
+        (lambda: GammaOnlineLearner(_lif()), ("model", "GammaNetwork")),
+        (lambda: OnlineLearner(_lif()).run(torch.zeros(4, 5), torch.zeros(4, dtype=torch.long)), ("x", "[T, B, N_in]")),
+        (
+            lambda: OnlineLearner(_lif()).step(torch.zeros(2, 3, 5), torch.zeros(2, dtype=torch.long)),
+            ("x_t", "[B, N_in]"),
+        ),
+        (lambda: OnlineLearner(_lif()).step(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long)), ("x_t", "5 inputs")),
+        (lambda: OnlineLearner(_lif()).step(torch.zeros(2, 5), torch.zeros(3, dtype=torch.long)), ("target", "[B]")),
+        (lambda: OnlineLearner(_lif()).reset(0), ("batch_size", ">= 1")),
+        (lambda: GammaOnlineLearner(_gamma()).reset(2, steps=0), ("steps", ">= 1")),
+        (lambda: run_sequence(_gamma(), torch.zeros(3, 4), torch.zeros(3, dtype=torch.long)), ("x", "[T, B, N_in]")),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_errors_are_one_line_and_name_the_argument(make, needles):
     with pytest.raises(InputError) as e:
         make()
     _one_line_naming(e, *needles)
 
 
-@pytest.mark.parametrize("make", [lambda: (OnlineLearner(_lif()), N_IN), lambda: (GammaOnlineLearner(_gamma()), 4)],
-                         ids=["online", "gamma"])
+@pytest.mark.parametrize(
+    "make", [lambda: (OnlineLearner(_lif()), N_IN), lambda: (GammaOnlineLearner(_gamma()), 4)], ids=["online", "gamma"]
+)
 def test_a_step_of_another_batch_size_is_an_error_until_reset(make):
     learner, n_in = make()
     learner.reset(2)
@@ -373,8 +382,9 @@ def test_a_step_of_another_batch_size_is_an_error_until_reset(make):
     learner.reset(3)
     y_t, loss_t = learner.step(torch.zeros(3, n_in, dtype=torch.float64), torch.zeros(3, dtype=torch.long))
     assert y_t.shape == (3, N_OUT) and loss_t.dim() == 0
-    assert float(loss_t) == pytest.approx(float(F.cross_entropy(y_t, torch.zeros(3, dtype=torch.long))), rel=1e-12) \
-        or isinstance(learner, GammaOnlineLearner)
+    assert float(loss_t) == pytest.approx(
+        float(F.cross_entropy(y_t, torch.zeros(3, dtype=torch.long))), rel=1e-12
+    ) or isinstance(learner, GammaOnlineLearner)
 
 
 @pytest.mark.parametrize("cls", [OnlineLearner, GammaOnlineLearner], ids=["online", "gamma"])
@@ -391,6 +401,9 @@ def test_the_class_docstring_loop_runs_and_changes_the_weights(cls):
     exec(compile(code, f"<{cls.__name__} docstring>", "exec"), scope)
     net, learner = scope["net"], scope["learner"]
     assert learner.batch_size == 2 and all(p.grad is None for p in net.parameters())
-    fresh = (SpikingNetwork(5, 3, [16], delays="axonal", delay_max=4.0, seed=0) if cls is OnlineLearner
-             else GammaNetwork(4, 3, [16], 1.0, K=3, seed=0))
+    fresh = (
+        SpikingNetwork(5, 3, [16], delays="axonal", delay_max=4.0, seed=0)
+        if cls is OnlineLearner
+        else GammaNetwork(4, 3, [16], 1.0, K=3, seed=0)
+    )
     assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), fresh.parameters()))

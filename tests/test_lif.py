@@ -20,23 +20,28 @@ def test_step_matches_equation_subtract_and_zero():
     x = torch.tensor([[3.0, 0.5]], dtype=torch.float64)
     tau = torch.tensor([10.0, 10.0], dtype=torch.float64)
     beta = math.exp(-1.0 / 10.0)
-    st = lif_init(1, 2, x)._replace(v=torch.tensor([[1.5, 0.2]], dtype=torch.float64),
-                                    s=torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    st = lif_init(1, 2, x)._replace(
+        v=torch.tensor([[1.5, 0.2]], dtype=torch.float64), s=torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    )
     s, new = lif_step(x, st, LIFParams(tau), dt=1.0)
     v = torch.tensor([[beta * 1.5 + (1 - beta) * 3.0 - 1.0, beta * 0.2 + (1 - beta) * 0.5]], dtype=torch.float64)
     torch.testing.assert_close(new.v, v)
     assert torch.equal(s, (v > 1.0).double())
     s0, new0 = lif_step(x, st, LIFParams(tau, reset="zero"), dt=1.0)
-    torch.testing.assert_close(new0.v, torch.tensor([[(1 - beta) * 3.0, beta * 0.2 + (1 - beta) * 0.5]], dtype=torch.float64))
+    torch.testing.assert_close(
+        new0.v, torch.tensor([[(1 - beta) * 3.0, beta * 0.2 + (1 - beta) * 0.5]], dtype=torch.float64)
+    )
 
 
 def test_cuba_synapse():
     x = torch.zeros(5, 1, 1, dtype=torch.float64)
     x[0] = 1.0
-    p = LIFParams(torch.tensor([10.0], dtype=torch.float64), tau_syn=torch.tensor([5.0], dtype=torch.float64), theta=100.0)
+    p = LIFParams(
+        torch.tensor([10.0], dtype=torch.float64), tau_syn=torch.tensor([5.0], dtype=torch.float64), theta=100.0
+    )
     _, _, v = lif_sequence(x, p, dt=1.0, record_v=True)
     a, b = math.exp(-1 / 5), math.exp(-1 / 10)
-    i = [a ** t for t in range(5)]
+    i = [a**t for t in range(5)]
     ref, vv = [], 0.0
     for t in range(5):
         vv = b * vv + (1 - b) * i[t]

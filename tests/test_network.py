@@ -18,8 +18,16 @@ def _input(T=50, B=4, C=5, seed=0):
     return (torch.rand(T, B, C, generator=g) < 0.15).double()
 
 
-@pytest.mark.parametrize("delays,mode", [("none", "interp"), ("axonal", "interp"), ("synaptic", "interp"),
-                                         ("axonal", "gaussian"), ("synaptic", "gaussian")])
+@pytest.mark.parametrize(
+    "delays,mode",
+    [
+        ("none", "interp"),
+        ("axonal", "interp"),
+        ("synaptic", "interp"),
+        ("axonal", "gaussian"),
+        ("synaptic", "gaussian"),
+    ],
+)
 def test_two_chunks_equal_whole(delays, mode):
     net, x = _net(delays, mode, tau_syn=3.0), _input()
     y, st = net(x)
@@ -43,7 +51,11 @@ def test_batch_independent_and_deterministic():
 def test_param_groups_and_projection():
     net = _net("synaptic")
     groups = net.param_groups()
-    assert {k: len(v) for k, v in groups.items()} == {"weights": 3, "time_constants": 4, "delays": 2}  # tau_mem + tau_syn
+    assert {k: len(v) for k, v in groups.items()} == {
+        "weights": 3,
+        "time_constants": 4,
+        "delays": 2,
+    }  # tau_mem + tau_syn
     with torch.no_grad():
         net.projections[0].delays.add_(100.0)
         net.projections[1].delays.sub_(100.0)

@@ -114,8 +114,19 @@ class StepNet(nn.Module):
 
 def _network(delays: str) -> SpikingNetwork:
     """The test network of tests/test_hardware.py (recurrent, sparse), weights rounded to 1/8, whole-step delays."""
-    net = SpikingNetwork(20, 4, [16, 12], 1.0, delays=delays, delay_max=6.0, weight_scale=3.0, recurrent=True,
-                         density=0.5, backend="reference", seed=0)
+    net = SpikingNetwork(
+        20,
+        4,
+        [16, 12],
+        1.0,
+        delays=delays,
+        delay_max=6.0,
+        weight_scale=3.0,
+        recurrent=True,
+        density=0.5,
+        backend="reference",
+        seed=0,
+    )
     with torch.no_grad():
         for m in [*net.projections, *net.recurrents]:
             m.weight.copy_(torch.round(m.weight * 8) / 8)
@@ -180,7 +191,7 @@ def _late(a: torch.Tensor, w: torch.Tensor, d: torch.Tensor | None) -> int:
     T, n = a.shape[0], 0
     d = d.expand(w.shape) if d.dim() == 1 else d
     for j, i in (w != 0).nonzero().tolist():
-        n += int((a[max(T - int(d[j, i]), 0):, :, i] != 0).sum())
+        n += int((a[max(T - int(d[j, i]), 0) :, :, i] != 0).sum())
     return n
 
 
@@ -196,9 +207,13 @@ def test_multi_event_bins_are_neurobench_macs_and_synops_are_their_sum():
     results, nb_hidden = _neurobench(net, x)
     for ours, theirs in zip(hidden, nb_hidden):
         assert torch.equal(ours, theirs)
-    ops = network_synops(x, hidden, [p.effective_weight.detach() for p in net.projections],
-                         [r.effective_weight.detach() for r in net.recurrents],
-                         [integer_delays(p) for p in net.projections])
+    ops = network_synops(
+        x,
+        hidden,
+        [p.effective_weight.detach() for p in net.projections],
+        [r.effective_weight.detach() for r in net.recurrents],
+        [integer_delays(p) for p in net.projections],
+    )
     so = results["SynapticOperations"]
     assert so["Effective_MACs"] > 0 and so["Effective_ACs"] > 0
     assert so["Effective_ACs"] + so["Effective_MACs"] == pytest.approx(ops / x.shape[1], rel=1e-12, abs=0)

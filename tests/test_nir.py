@@ -1,17 +1,15 @@
 """NIR export and import: exact round trips, the graph's contents, the CLI, and peers loading our graphs."""
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import one_line
 from spiketime.app.config import ConfigError, ModelConfig
 from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
-
-from conftest import one_line
 
 nir = pytest.importorskip("nir")
 
@@ -61,8 +59,18 @@ def test_exported_graph_holds_the_expected_nodes_and_continuous_time_constants()
     net = _net(dt=0.5)
     g = to_nir(net)
     kinds = {k: type(v).__name__ for k, v in g.nodes.items()}
-    assert kinds == {"input": "Input", "delay0": "Delay", "fc0": "Linear", "lif0": "CubaLIF", "delay1": "Delay",
-                     "fc1": "Linear", "lif1": "CubaLIF", "fc2": "Linear", "readout": "LI", "output": "Output"}
+    assert kinds == {
+        "input": "Input",
+        "delay0": "Delay",
+        "fc0": "Linear",
+        "lif0": "CubaLIF",
+        "delay1": "Delay",
+        "fc1": "Linear",
+        "lif1": "CubaLIF",
+        "fc2": "Linear",
+        "readout": "LI",
+        "output": "Output",
+    }
     assert ("input", "delay0") in g.edges and ("lif1", "fc2") in g.edges and ("readout", "output") in g.edges
     tau_ms = net.neurons[0].tau_mem.detach().double()
     beta = torch.exp(-0.5 / tau_ms)
@@ -80,15 +88,23 @@ def test_a_foreign_graph_without_metadata_imports_with_nir_defaults():
     n_in, n_hid, n_out = 3, 4, 2
     g = torch.Generator().manual_seed(0)
     graph = nir.NIRGraph(
-        nodes={"in": nir.Input(input_type={"input": np.array([n_in])}),
-               "d": nir.Delay(delay=np.array([0.0, 1e-3, 2.5e-3])),
-               "w1": nir.Affine(weight=torch.randn(n_hid, n_in, generator=g).numpy(), bias=np.zeros(n_hid)),
-               "lif": nir.LIF(tau=np.full(n_hid, 0.01), r=np.ones(n_hid), v_leak=np.zeros(n_hid),
-                              v_threshold=np.ones(n_hid), v_reset=np.zeros(n_hid)),
-               "w2": nir.Linear(weight=torch.randn(n_out, n_hid, generator=g).numpy()),
-               "li": nir.LI(tau=np.full(n_out, 0.02), r=np.ones(n_out), v_leak=np.zeros(n_out)),
-               "out": nir.Output(output_type={"output": np.array([n_out])})},
-        edges=[("in", "d"), ("d", "w1"), ("w1", "lif"), ("lif", "w2"), ("w2", "li"), ("li", "out")])
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([n_in])}),
+            "d": nir.Delay(delay=np.array([0.0, 1e-3, 2.5e-3])),
+            "w1": nir.Affine(weight=torch.randn(n_hid, n_in, generator=g).numpy(), bias=np.zeros(n_hid)),
+            "lif": nir.LIF(
+                tau=np.full(n_hid, 0.01),
+                r=np.ones(n_hid),
+                v_leak=np.zeros(n_hid),
+                v_threshold=np.ones(n_hid),
+                v_reset=np.zeros(n_hid),
+            ),
+            "w2": nir.Linear(weight=torch.randn(n_out, n_hid, generator=g).numpy()),
+            "li": nir.LI(tau=np.full(n_out, 0.02), r=np.ones(n_out), v_leak=np.zeros(n_out)),
+            "out": nir.Output(output_type={"output": np.array([n_out])}),
+        },
+        edges=[("in", "d"), ("d", "w1"), ("w1", "lif"), ("lif", "w2"), ("w2", "li"), ("li", "out")],
+    )
     net = from_nir(graph, dt=1.0)
     assert net.neurons[0].reset == "zero" and net.projections[0].bias is not None
     assert net.projections[0].kind == "axonal" and net.projections[0].delay_max == 3.0
@@ -118,8 +134,8 @@ def test_unsupported_models_and_graphs_are_one_line_errors(tmp_path):
 
 
 def test_cli_export_writes_a_graph_that_reads_back_to_the_same_network(tmp_path, tiny_sets, capsys):
-    from spiketime.app.cli.main import main
     from spiketime.app.checkpoints import load_checkpoint, model_from_checkpoint
+    from spiketime.app.cli.main import main
 
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), *tiny_sets, "--set", "train.epochs=1"]) == 0
@@ -143,8 +159,16 @@ def test_cli_export_writes_a_graph_that_reads_back_to_the_same_network(tmp_path,
 def _peer_model(dt: float) -> SpikingNetwork:
     """What the peers' NIR readers express: no delays, LIF (no synapse) with reset to zero, one time constant and
     threshold per layer, a LIF readout (neither reader maps NIR's LI)."""
-    cfg = ModelConfig(hidden=[16, 12], delays="none", tau_syn=None, reset="zero", readout="lif", tau_mem=20 * dt,
-                      tau_out=15 * dt, weight_scale=3.0)
+    cfg = ModelConfig(
+        hidden=[16, 12],
+        delays="none",
+        tau_syn=None,
+        reset="zero",
+        readout="lif",
+        tau_mem=20 * dt,
+        tau_out=15 * dt,
+        weight_scale=3.0,
+    )
     return lif_network(20, 4, cfg, dt=dt, seed=0)
 
 
@@ -188,12 +212,16 @@ def _lif_chain(v_reset: np.ndarray, v_threshold: float = 1.0) -> "nir.NIRGraph":
     """Input -> Linear(1x1, weight 1) -> LIF (tau 10 ms, r 1) -> Linear -> LI -> Output."""
     one = np.ones(1)
     return nir.NIRGraph(
-        nodes={"in": nir.Input(input_type={"input": np.array([1])}), "w1": nir.Linear(weight=np.ones((1, 1))),
-               "lif": nir.LIF(tau=0.01 * one, r=one, v_leak=0 * one, v_threshold=v_threshold * one,
-                              v_reset=v_reset),
-               "w2": nir.Linear(weight=np.ones((1, 1))), "li": nir.LI(tau=0.01 * one, r=one, v_leak=0 * one),
-               "out": nir.Output(output_type={"output": np.array([1])})},
-        edges=[("in", "w1"), ("w1", "lif"), ("lif", "w2"), ("w2", "li"), ("li", "out")])
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([1])}),
+            "w1": nir.Linear(weight=np.ones((1, 1))),
+            "lif": nir.LIF(tau=0.01 * one, r=one, v_leak=0 * one, v_threshold=v_threshold * one, v_reset=v_reset),
+            "w2": nir.Linear(weight=np.ones((1, 1))),
+            "li": nir.LI(tau=0.01 * one, r=one, v_leak=0 * one),
+            "out": nir.Output(output_type={"output": np.array([1])}),
+        },
+        edges=[("in", "w1"), ("w1", "lif"), ("lif", "w2"), ("w2", "li"), ("li", "out")],
+    )
 
 
 def test_a_nonzero_v_reset_is_refused_not_imported_as_zero():

@@ -8,23 +8,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY, interrupt_after_first_checkpoint, one_line
 from spiketime.app import config
-from spiketime.app.config import ConfigError, ModelConfig
 from spiketime.app import fit as trainer
+from spiketime.app.config import ConfigError, ModelConfig
+from spiketime.app.factories import lif_network
 from spiketime.learning.distributed import World
 from spiketime.learning.losses import readout_loss
 from spiketime.learning.online import OnlineLearner, mask_columns, online_gradients
-from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
-
-from conftest import TINY, interrupt_after_first_checkpoint, one_line
 
 N_IN, N_OUT = 5, 3
 
 
 def _net(dtype=torch.float64, seed=1, **kw) -> SpikingNetwork:
-    cfg = ModelConfig(**{"hidden": [6], "delays": "none", "delay_max": 4.0, "weight_scale": 3.0, "tau_syn": None,
-                         **kw})
+    cfg = ModelConfig(**{"hidden": [6], "delays": "none", "delay_max": 4.0, "weight_scale": 3.0, "tau_syn": None, **kw})
     return lif_network(N_IN, N_OUT, cfg, dt=1.0, seed=seed).to(dtype)
 
 
@@ -129,8 +127,9 @@ def test_approximations_point_along_bptt(name):
         torch.testing.assert_close(got[readout], want[readout], rtol=1e-6, atol=1e-12)  # the readout stays exact
         hidden = [n for n in want if n != readout]
         cos_all.append(_cos(torch.cat([want[n].flatten() for n in want]), torch.cat([got[n].flatten() for n in want])))
-        cos_hidden.append(_cos(torch.cat([want[n].flatten() for n in hidden]),
-                               torch.cat([got[n].flatten() for n in hidden])))
+        cos_hidden.append(
+            _cos(torch.cat([want[n].flatten() for n in hidden]), torch.cat([got[n].flatten() for n in hidden]))
+        )
     mean_all, mean_hidden = sum(cos_all) / 3, sum(cos_hidden) / 3
     print(f"\n{name}: cosine to BPTT (mean of 3), all parameters {mean_all:.3f}, hidden parameters {mean_hidden:.3f}")
     assert mean_all > 0.2
@@ -139,12 +138,16 @@ def test_approximations_point_along_bptt(name):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("kw", [
-    dict(delays="none", hidden=[8, 8]),
-    dict(delays="axonal", delay_mode="interp", tau_syn=5.0, hidden=[8, 8]),
-    dict(delays="synaptic", delay_mode="gaussian", reset="zero", hidden=[8]),
-    dict(delays="synaptic", delay_mode="interp", recurrent=True, density=0.6, hidden=[8, 8]),
-], ids=["none", "axonal-cuba", "synaptic-gauss-zero", "synaptic-recurrent-sparse"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(delays="none", hidden=[8, 8]),
+        dict(delays="axonal", delay_mode="interp", tau_syn=5.0, hidden=[8, 8]),
+        dict(delays="synaptic", delay_mode="gaussian", reset="zero", hidden=[8]),
+        dict(delays="synaptic", delay_mode="interp", recurrent=True, density=0.6, hidden=[8, 8]),
+    ],
+    ids=["none", "axonal-cuba", "synaptic-gauss-zero", "synaptic-recurrent-sparse"],
+)
 def test_online_spikes_equal_the_forward_pass(kw, dtype):
     model = _net(dtype=dtype, **kw)
     x, y = _batch(T=40, dtype=dtype)
@@ -197,8 +200,9 @@ def test_update_at_the_end_with_an_optimiser_is_one_adam_step_on_the_online_grad
 
 
 def test_state_bytes_do_not_depend_on_T():
-    model = _net(dtype=torch.float32, delays="synaptic", delay_mode="gaussian", tau_syn=5.0, hidden=[8, 8],
-                 recurrent=True)
+    model = _net(
+        dtype=torch.float32, delays="synaptic", delay_mode="gaussian", tau_syn=5.0, hidden=[8, 8], recurrent=True
+    )
     sizes = []
     for T in (10, 80):
         learner = OnlineLearner(model)
@@ -214,8 +218,13 @@ def test_sparse_traces_take_memory_in_proportion_to_the_density(delays):
     """80 % sparse: the traces hold only each neuron's k = 8 of 40 connections."""
     sizes = {}
     for density in (1.0, 0.2):
-        model = lif_network(40, N_OUT, ModelConfig(hidden=[30], delays=delays, delay_max=4.0, density=density,
-                                                      recurrent=True), 1.0, seed=0)
+        model = lif_network(
+            40,
+            N_OUT,
+            ModelConfig(hidden=[30], delays=delays, delay_max=4.0, density=density, recurrent=True),
+            1.0,
+            seed=0,
+        )
         learner = OnlineLearner(model)
         learner.run(*_batch(T=5, B=8, dtype=torch.float32, n_in=40))
         sizes[density] = sum(t.numel() for lay in learner.layers for tr in lay.traces.values() for t in tr.tensors())
@@ -240,8 +249,17 @@ def test_bench_connectivity_builds_a_sparse_network_with_smaller_online_state():
     from spiketime.app.bench import run_bench
 
     def state(connectivity):
-        rows = run_bench([5], batch=8, n_in=200, hidden=(100,), repeats=1, warmup=0, peers=[], learner="online",
-                         connectivity=connectivity)
+        rows = run_bench(
+            [5],
+            batch=8,
+            n_in=200,
+            hidden=(100,),
+            repeats=1,
+            warmup=0,
+            peers=[],
+            learner="online",
+            connectivity=connectivity,
+        )
         (spk,) = [r for r in rows if r["name"] == "spiketime"]
         return spk
 
@@ -255,14 +273,17 @@ def test_bench_connectivity_builds_a_sparse_network_with_smaller_online_state():
 # ---------------------------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("sets, needles", [
-    (["train.learner=online"], ("train.loss", "per_step", "loss at every time step")),
-    (["train.learner=online", "train.loss=per_step", "model.readout=lif"], ("model.readout", "li")),
-    (["train.learner=online", "train.loss=per_step", "train.precision=bf16"], ("train.precision", "fp32")),
-    (["train.update_every=0"], ("train.update_every", ">= 1")),
-    (["train.feedback=dfa"], ("train.feedback", "symmetric | random")),
-    (["train.learner=eprop"], ("train.learner", "bptt | online")),
-])
+@pytest.mark.parametrize(
+    "sets, needles",
+    [
+        (["train.learner=online"], ("train.loss", "per_step", "loss at every time step")),
+        (["train.learner=online", "train.loss=per_step", "model.readout=lif"], ("model.readout", "li")),
+        (["train.learner=online", "train.loss=per_step", "train.precision=bf16"], ("train.precision", "fp32")),
+        (["train.update_every=0"], ("train.update_every", ">= 1")),
+        (["train.feedback=dfa"], ("train.feedback", "symmetric | random")),
+        (["train.learner=eprop"], ("train.learner", "bptt | online")),
+    ],
+)
 def test_config_errors_are_one_line(sets, needles):
     with pytest.raises(ConfigError) as e:
         config.load(None, sets)
@@ -293,8 +314,22 @@ def test_cli_train_online_end_to_end(tmp_path, tiny_sets):
     from spiketime.app.cli.main import main
 
     out = tmp_path / "run"
-    code = main(["train", *tiny_sets, "--set", "train.learner=online", "--set", "train.loss=per_step",
-                 "--set", "train.update_every=10", "--set", "model.delays=synaptic", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            *tiny_sets,
+            "--set",
+            "train.learner=online",
+            "--set",
+            "train.loss=per_step",
+            "--set",
+            "train.update_every=10",
+            "--set",
+            "model.delays=synaptic",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["learner"] == "online" and m["config"]["train"]["learner"] == "online" and m["epochs"] == 3
@@ -303,8 +338,15 @@ def test_cli_train_online_end_to_end(tmp_path, tiny_sets):
 
 
 def test_resume_online_is_exact(tmp_path, monkeypatch):
-    sets = [*TINY, "train.learner=online", "train.loss=per_step", "train.feedback=random", "train.update_every=20",
-            "train.early_stop=false", "model.hidden=[8,8]"]
+    sets = [
+        *TINY,
+        "train.learner=online",
+        "train.loss=per_step",
+        "train.feedback=random",
+        "train.update_every=20",
+        "train.early_stop=false",
+        "model.hidden=[8,8]",
+    ]
     full = trainer.fit(config.load(None, sets), tmp_path / "full", command="test")
     interrupt_after_first_checkpoint(monkeypatch)
     with pytest.raises(KeyboardInterrupt):

@@ -18,8 +18,7 @@ def assert_png(path) -> None:
 
 def test_plot_learning_curves(tmp_path):
     history = [
-        {"epoch": e, "train_loss": 2.0 / (e + 1), "val_accuracy": 0.1 * e, "train_accuracy": 0.12 * e}
-        for e in range(5)
+        {"epoch": e, "train_loss": 2.0 / (e + 1), "val_accuracy": 0.1 * e, "train_accuracy": 0.12 * e} for e in range(5)
     ]
     history.append({"epoch": 5, "train_loss": 0.3, "val_accuracy": 0.55})  # no train_accuracy
     out = tmp_path / "curves.png"
@@ -54,8 +53,9 @@ def test_plot_delay_histogram(tmp_path):
 
 
 def test_learning_curves_show_validation_loss_and_one_epoch_on_an_epoch_axis(tmp_path):
-    fig = plot_learning_curves([{"epoch": 1, "train_loss": 1.2, "val_loss": 1.3, "val_accuracy": 0.4}],
-                               tmp_path / "one.png")
+    fig = plot_learning_curves(
+        [{"epoch": 1, "train_loss": 1.2, "val_loss": 1.3, "val_accuracy": 0.4}], tmp_path / "one.png"
+    )
     ax_loss, ax_acc = fig.axes
     assert [line.get_label() for line in ax_loss.get_lines()] == ["train", "validation"]
     assert [list(line.get_ydata()) for line in ax_loss.get_lines()] == [[1.2], [1.3]]

@@ -7,19 +7,31 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import interrupt_after_first_checkpoint, one_line
 from spiketime.app import config
-from spiketime.app.config import ConfigError
 from spiketime.app import fit as trainer
+from spiketime.app.config import ConfigError
 from spiketime.learning.bptt import autocast
 from spiketime.learning.losses import readout_loss
 from spiketime.surrogate import FastSigmoid, spike
 
-from conftest import interrupt_after_first_checkpoint, one_line
-
 # a tiny timing-only CCISI task that fp32 learns above chance (1/3) in a few epochs
-TINY = ["data.channels=6", "data.num_classes=3", "data.duration=40", "data.noise=0", "data.n_train=120",
-        "data.n_val=60", "data.n_test=30", "model.hidden=[16]", "model.delay_max=8", "train.epochs=4",
-        "train.batch_size=16", "train.lr=0.05", "train.early_stop=false", "train.progress=false"]
+TINY = [
+    "data.channels=6",
+    "data.num_classes=3",
+    "data.duration=40",
+    "data.noise=0",
+    "data.n_train=120",
+    "data.n_val=60",
+    "data.n_test=30",
+    "model.hidden=[16]",
+    "model.delay_max=8",
+    "train.epochs=4",
+    "train.batch_size=16",
+    "train.lr=0.05",
+    "train.early_stop=false",
+    "train.progress=false",
+]
 ACC_TOL = 0.15  # |val accuracy - fp32's| after 4 epochs, on 60 validation samples (9 samples)
 
 

@@ -37,8 +37,16 @@ def _sets(items: list[str]) -> list[str]:
 def _train(tmp_path, tiny_sets, capsys, learner: str, *extra: str) -> str:
     """A one-epoch tiny run of ``learner`` with progress on; its stderr."""
     capsys.readouterr()
-    code = main(["train", "--out", str(tmp_path / learner), *tiny_sets,
-                 *_sets([*LEARNERS[learner], "train.epochs=1", "train.progress=true"]), *extra])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(tmp_path / learner),
+            *tiny_sets,
+            *_sets([*LEARNERS[learner], "train.epochs=1", "train.progress=true"]),
+            *extra,
+        ]
+    )
     assert code == 0
     return capsys.readouterr().err
 
@@ -73,12 +81,16 @@ def run_dir(tmp_path, tiny_sets, capsys):
     return out
 
 
-@pytest.mark.parametrize("args, needle", [
-    ([], r"run: .*1/1 \[.*batch"),
-    (["--perturb", "delete", "--levels", "0,0.5"], r"delete: .*2/2 \[.*level"),
-    (["--frames", "20,40"], r"frames: .*2/2 \[.*resolution"),
-    (["--hardware", "int8"], r"deployed: .*1/1 \[.*batch"),
-], ids=["plain", "perturb", "frames", "hardware"])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ([], r"run: .*1/1 \[.*batch"),
+        (["--perturb", "delete", "--levels", "0,0.5"], r"delete: .*2/2 \[.*level"),
+        (["--frames", "20,40"], r"frames: .*2/2 \[.*resolution"),
+        (["--hardware", "int8"], r"deployed: .*1/1 \[.*batch"),
+    ],
+    ids=["plain", "perturb", "frames", "hardware"],
+)
 def test_eval_shows_progress_unless_quiet(args, needle, run_dir, tmp_path, capsys, eager):
     assert main(["eval", "--checkpoint", str(run_dir), *args, "--out", str(tmp_path / "ev")]) == 0
     out, err = capsys.readouterr()
@@ -89,8 +101,19 @@ def test_eval_shows_progress_unless_quiet(args, needle, run_dir, tmp_path, capsy
 
 
 def test_eval_over_several_checkpoints_has_an_outer_bar(run_dir, tmp_path, capsys, eager):
-    assert main(["eval", "--checkpoint", str(run_dir / "best.pt"), str(run_dir / "checkpoint.pt"),
-                 "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(run_dir / "best.pt"),
+                str(run_dir / "checkpoint.pt"),
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     assert re.search(r"checkpoints: .*2/2 \[.*checkpoint", capsys.readouterr().err)
 
 
@@ -105,8 +128,9 @@ def test_data_generation_shows_a_bar_unless_quiet(tmp_path, capsys, eager):
     pytest.importorskip("scipy")
     assert main(["data", "speech-digits", "--size", "tiny", "--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
     assert re.search(r"speech digits: .*40/40 \[.*sample", capsys.readouterr().err)
-    assert main(["data", "speech-digits", "--size", "tiny", "--out", str(tmp_path / "b"), "--jobs", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(["data", "speech-digits", "--size", "tiny", "--out", str(tmp_path / "b"), "--jobs", "1", "--quiet"]) == 0
+    )
     assert capsys.readouterr().err == ""
 
 

@@ -6,17 +6,16 @@ import math
 import pytest
 import torch
 
+from conftest import one_line
 from spiketime.app.cli.main import main
 from spiketime.app.config import ConfigError, ModelConfig, load
+from spiketime.app.factories import lif_network
 from spiketime.functional.delay import axonal_delay, delay_taps
 from spiketime.functional.li import li_sequence
 from spiketime.functional.lif import LIFParams, LIFState, lif_sequence, lif_sequence_recurrent
 from spiketime.learning.losses import readout_loss
-from spiketime.app.factories import lif_network
 from spiketime.nn import DelayedLinear, Recurrent
 from spiketime.surrogate import Gaussian
-
-from conftest import one_line
 
 
 def _input(T=40, B=3, C=6, p=0.1, seed=0, dtype=torch.float32):
@@ -63,8 +62,14 @@ def test_network_masks_and_recurrent_modules():
     assert [r.n for r in net.recurrents] == [10, 8]
     assert [r.mask.sum(1).unique().tolist() for r in net.recurrents] == [[4.0], [3.0]]  # round(.4*9), round(.4*7)
     sd = net.state_dict()
-    assert {"projections.0.mask", "projections.1.mask", "recurrents.0.mask", "recurrents.1.mask",
-            "recurrents.0.weight", "recurrents.1.weight"} <= set(sd) and "projections.2.mask" not in sd
+    assert {
+        "projections.0.mask",
+        "projections.1.mask",
+        "recurrents.0.mask",
+        "recurrents.1.mask",
+        "recurrents.0.weight",
+        "recurrents.1.weight",
+    } <= set(sd) and "projections.2.mask" not in sd
     groups = net.param_groups()
     assert any(p is net.recurrents[0].weight for p in groups["weights"])
     # weights: 2 feedforward, 2 recurrent, readout; time constants: tau_mem and tau_syn of 2 layers
@@ -123,8 +128,9 @@ def _old_network_replay(net_in, n_out, cfg, dt, seed, x):
         sd[f"neurons.{layer}.log_tau_syn"] = torch.full((b,), math.log(cfg.tau_syn))
     out_gain = cfg.theta / -math.expm1(-dt / cfg.tau_out)
     n = len(cfg.hidden)
-    sd[f"projections.{n}.weight"] = torch.randn(n_out, sizes[-1], generator=g) * (cfg.weight_scale * out_gain
-                                                                                  / math.sqrt(sizes[-1]))
+    sd[f"projections.{n}.weight"] = torch.randn(n_out, sizes[-1], generator=g) * (
+        cfg.weight_scale * out_gain / math.sqrt(sizes[-1])
+    )
     sd[f"neurons.{n}.log_tau"] = torch.full((n_out,), math.log(cfg.tau_out))
     h = x
     for layer in range(n):
@@ -149,8 +155,9 @@ def test_defaults_build_the_same_network_as_before():
     y, _ = net(x)
     assert y.abs().sum() > 0
     assert torch.equal(y, y_old)
-    again = lif_network(6, 3, ModelConfig(hidden=[9, 7], delay_max=6.0, weight_scale=2.0, recurrent=False,
-                                             density=1.0), 1.0, seed=3)
+    again = lif_network(
+        6, 3, ModelConfig(hidden=[9, 7], delay_max=6.0, weight_scale=2.0, recurrent=False, density=1.0), 1.0, seed=3
+    )
     assert torch.equal(again(x)[0], y)
 
 

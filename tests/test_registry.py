@@ -55,8 +55,12 @@ def test_data_home(monkeypatch, tmp_path: Path) -> None:
 def test_real_table() -> None:
     assert set(DATASETS) == {"shd", "ssc", "nmnist", "dvs_gesture"}
     paths = {name: [r.path for r in info.resources] for name, info in DATASETS.items()}
-    assert paths == {"shd": ["shd_train.h5", "shd_test.h5"], "ssc": ["ssc_train.h5", "ssc_valid.h5", "ssc_test.h5"],
-                     "nmnist": ["Train", "Test"], "dvs_gesture": ["DvsGesture"]}
+    assert paths == {
+        "shd": ["shd_train.h5", "shd_test.h5"],
+        "ssc": ["ssc_train.h5", "ssc_valid.h5", "ssc_test.h5"],
+        "nmnist": ["Train", "Test"],
+        "dvs_gesture": ["DvsGesture"],
+    }
     for info in DATASETS.values():
         assert info.page.startswith("https://")
         for res in info.resources:
@@ -66,8 +70,14 @@ def test_real_table() -> None:
     assert [r.manual for r in DATASETS["dvs_gesture"].resources] == [True]
 
 
-def fake_table(tmp_path: Path, payload: bytes, archive: str, path: str = "shd_train.h5", filename: str = "a.zip",
-               checksum: str | None = None) -> tuple[dict[str, DatasetInfo], Path]:
+def fake_table(
+    tmp_path: Path,
+    payload: bytes,
+    archive: str,
+    path: str = "shd_train.h5",
+    filename: str = "a.zip",
+    checksum: str | None = None,
+) -> tuple[dict[str, DatasetInfo], Path]:
     server = tmp_path / "server"
     server.mkdir(exist_ok=True)
     (server / filename).write_bytes(payload)
@@ -113,8 +123,13 @@ def test_gz_and_tar_gz(tmp_path: Path) -> None:
     table, _ = fake_table(tmp_path, gzip.compress(b"gz payload"), "gz", filename="a.h5.gz")
     ensure_dataset("toy", tmp_path / "g", datasets=table)
     assert (tmp_path / "g" / "shd_train.h5").read_bytes() == b"gz payload"
-    table, _ = fake_table(tmp_path, tar_bytes({"DvsGesture/trials_to_train.txt": b"user01_led.aedat\n"}), "tar.gz",
-                          path="DvsGesture", filename="DvsGesture.tar.gz")
+    table, _ = fake_table(
+        tmp_path,
+        tar_bytes({"DvsGesture/trials_to_train.txt": b"user01_led.aedat\n"}),
+        "tar.gz",
+        path="DvsGesture",
+        filename="DvsGesture.tar.gz",
+    )
     ensure_dataset("toy", tmp_path / "t", datasets=table)
     assert (tmp_path / "t" / "DvsGesture" / "trials_to_train.txt").read_text() == "user01_led.aedat\n"
 
@@ -139,8 +154,12 @@ def test_unreachable_url(tmp_path: Path) -> None:
     root = tmp_path / "data"
     with pytest.raises(ConfigError) as e:
         ensure_dataset("toy", root, datasets=table)
-    one_line(e, "could not fetch http://127.0.0.1:9/shd_train.h5.zip", f"put it at {root / 'shd_train.h5.zip'}",
-             f"{root / 'shd_train.h5'}")
+    one_line(
+        e,
+        "could not fetch http://127.0.0.1:9/shd_train.h5.zip",
+        f"put it at {root / 'shd_train.h5.zip'}",
+        f"{root / 'shd_train.h5'}",
+    )
     assert not list(root.glob("*"))  # the temporary file is gone
 
 
@@ -177,8 +196,13 @@ def test_hand_placed_archive(tmp_path: Path) -> None:
 def test_dvs_gesture_is_manual(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         ensure_dataset("dvs_gesture", tmp_path, fetch=no_fetch)
-    one_line(e, "cannot be fetched automatically", "https://ibm.ent.box.com/", str(tmp_path / "DvsGesture.tar.gz"),
-             str(tmp_path / "DvsGesture"))
+    one_line(
+        e,
+        "cannot be fetched automatically",
+        "https://ibm.ent.box.com/",
+        str(tmp_path / "DvsGesture.tar.gz"),
+        str(tmp_path / "DvsGesture"),
+    )
     (tmp_path / "DvsGesture").mkdir()
     assert ensure_dataset("dvs_gesture", tmp_path, fetch=no_fetch) == tmp_path
 

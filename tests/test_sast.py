@@ -6,20 +6,18 @@ import json
 import pytest
 import torch
 
+from conftest import TINY, one_line
 from spiketime.app import config
-from spiketime.app.config import ConfigError, ModelConfig
 from spiketime.app import fit as trainer
-from spiketime.learning.bptt import autocast
-from spiketime.learning.losses import readout_loss
+from spiketime.app.config import ConfigError, ModelConfig
+from spiketime.app.factories import lif_network
 from spiketime.learning.gamma_online import gamma_online_gradients, run_sequence
+from spiketime.learning.losses import readout_loss
 from spiketime.learning.online import OnlineLearner, online_gradients
 from spiketime.learning.sam import ASAM_ETA, perturbed, sam_perturbation
 from spiketime.nn.gamma import GammaNetwork
-from spiketime.app.factories import lif_network
 from spiketime.nn.network import SpikingNetwork
 from spiketime.surrogate import Sigmoid
-
-from conftest import TINY, one_line
 
 N_IN, N_OUT = 5, 3
 
@@ -81,13 +79,16 @@ def test_surrogate_forward_spikes_are_smooth_and_the_hard_rebuild_spikes_binary(
     assert soft.neurons[0].surrogate == Sigmoid(5.0)
 
 
-@pytest.mark.parametrize("overrides,key", [
-    (["model.spike_steepness=0"], "model.spike_steepness"),
-    (["model.type=gamma", "model.spike=surrogate_forward"], "model.spike"),
-    (["train.sam_adaptive=true"], "train.sam_adaptive"),
-    (["train.sam_rho=-0.1"], "train.sam_rho"),
-    (["train.sam_rho=0.1", "train.precision=fp16"], "train.precision"),
-])
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["model.spike_steepness=0"], "model.spike_steepness"),
+        (["model.type=gamma", "model.spike=surrogate_forward"], "model.spike"),
+        (["train.sam_adaptive=true"], "train.sam_adaptive"),
+        (["train.sam_rho=-0.1"], "train.sam_rho"),
+        (["train.sam_rho=0.1", "train.precision=fp16"], "train.precision"),
+    ],
+)
 def test_spike_and_sam_keys_are_validated(overrides, key):
     with pytest.raises(ConfigError) as e:
         config.load(None, overrides)
@@ -102,7 +103,7 @@ def test_sam_perturbation_has_norm_rho_along_the_gradient():
     for p in w:
         p.grad = torch.randn_like(p)
     e = sam_perturbation(w, rho=0.3)
-    norm = torch.sqrt(sum((x ** 2).sum() for x in e))
+    norm = torch.sqrt(sum((x**2).sum() for x in e))
     assert abs(float(norm) - 0.3) < 1e-6
     g = torch.cat([p.grad.flatten() for p in w])
     torch.testing.assert_close(torch.cat([x.flatten() for x in e]), 0.3 * g / g.norm())
@@ -162,8 +163,16 @@ def _sgd_step_bptt(model, x, y, rho, adaptive):
 
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_bptt_epoch_with_sam_steps_with_the_gradient_at_the_perturbed_weights(adaptive):
-    cfg = config.load(None, [*TINY, "train.sam_rho=0.05", f"train.sam_adaptive={str(adaptive).lower()}",
-                             "train.grad_clip=null", "train.batch_size=60"])
+    cfg = config.load(
+        None,
+        [
+            *TINY,
+            "train.sam_rho=0.05",
+            f"train.sam_adaptive={str(adaptive).lower()}",
+            "train.grad_clip=null",
+            "train.batch_size=60",
+        ],
+    )
     splits = trainer.load_splits(cfg.data)
     model = trainer.build_model(cfg, splits.channels, splits.num_classes)
     x, y = trainer.time_major(splits.train.x, "cpu"), splits.train.y
@@ -249,7 +258,8 @@ def test_online_learner_with_sam_every_k_steps_reruns_only_those_steps_and_conti
         if "delays" not in n:
             torch.testing.assert_close(first[n], w0[n] - g2[n], rtol=1e-9, atol=1e-12)
     replay = OnlineLearner(fresh, optimizer=_Replay(fresh.parameters(), trajectory), update_every=K).run(
-        x, y, record=True)
+        x, y, record=True
+    )
     assert all(torch.equal(a, b) for a, b in zip(res.spikes, replay.spikes))
     torch.testing.assert_close(res.y, replay.y, rtol=0, atol=0)
 
@@ -276,8 +286,23 @@ def test_cli_trains_surrogate_forward_with_asam_and_evaluates_the_hard_swap(tmp_
     from spiketime.app.cli.main import main
 
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), *tiny_sets, "--set", "model.spike=surrogate_forward",
-                 "--set", "train.sam_rho=0.5", "--set", "train.sam_adaptive=true"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                *tiny_sets,
+                "--set",
+                "model.spike=surrogate_forward",
+                "--set",
+                "train.sam_rho=0.5",
+                "--set",
+                "train.sam_adaptive=true",
+            ]
+        )
+        == 0
+    )
     m = json.loads((run / "metrics.json").read_text())
     assert m["config"]["model"]["spike"] == "surrogate_forward" and m["config"]["train"]["sam_rho"] == 0.5
     capsys.readouterr()
@@ -303,8 +328,13 @@ def test_cli_trains_surrogate_forward_with_asam_and_evaluates_the_hard_swap(tmp_
 def test_cli_trains_online_learners_with_sam(tmp_path, tiny_sets, learner):
     from spiketime.app.cli.main import main
 
-    extra = ["train.learner=" + learner, "train.loss=per_step", "train.sam_rho=0.05", "train.epochs=1",
-             "train.update_every=10"]
+    extra = [
+        "train.learner=" + learner,
+        "train.loss=per_step",
+        "train.sam_rho=0.05",
+        "train.epochs=1",
+        "train.update_every=10",
+    ]
     if learner == "gamma_online":
         extra += ["model.type=gamma"]
     args = ["train", "--out", str(tmp_path / learner), *tiny_sets]

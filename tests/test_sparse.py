@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from spiketime.app.config import ModelConfig
-from spiketime.kernels import sparse
 from spiketime.app.factories import lif_network
+from spiketime.kernels import sparse
 
 
 def _spikes(shape, density, seed=0, dtype=torch.float64):
@@ -41,7 +41,9 @@ def test_rows_without_events_and_empty_input():
     x[3, 1, 2] = 1.0
     w = torch.randn(3, 8, dtype=torch.float64)
     torch.testing.assert_close(sparse.linear(x, w), x @ w.t())
-    torch.testing.assert_close(sparse.linear(torch.zeros(4, 2, 8, dtype=torch.float64), w), torch.zeros(4, 2, 3, dtype=torch.float64))
+    torch.testing.assert_close(
+        sparse.linear(torch.zeros(4, 2, 8, dtype=torch.float64), w), torch.zeros(4, 2, 3, dtype=torch.float64)
+    )
 
 
 def test_dense_input_takes_the_dense_path():

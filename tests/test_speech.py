@@ -42,8 +42,8 @@ def test_synthesis_is_speech_like(lang: str, word: str) -> None:
     x = synthesize(word, Voice(lang, "m3", rate=140))
     fs = sample_rate()
     assert fs == 22050 and x.dtype == np.float32
-    assert 0.2 < len(x) / fs < 1.2                       # a spoken word, trimmed
-    assert np.sqrt(np.mean(x ** 2)) > 0.02 and np.abs(x).max() <= 1.0
+    assert 0.2 < len(x) / fs < 1.2  # a spoken word, trimmed
+    assert np.sqrt(np.mean(x**2)) > 0.02 and np.abs(x).max() <= 1.0
 
 
 def test_voices_and_prosody_differ() -> None:
@@ -51,7 +51,7 @@ def test_voices_and_prosody_differ() -> None:
     other_voice = synthesize("seven", Voice("en-us", "f2"))
     slow = synthesize("seven", Voice("en-us", "m3", rate=100))
     assert 1 - spectrum(base) @ spectrum(other_voice) > 0.02  # a different timbre
-    assert len(slow) > 1.2 * len(base)                        # rate changes duration
+    assert len(slow) > 1.2 * len(base)  # rate changes duration
     german = synthesize("sieben", Voice("de", "m3"))
     assert 1 - spectrum(base) @ spectrum(german) > 0.01
 
@@ -110,7 +110,7 @@ def test_speech_digits_files_are_valid_shd(tiny_set: Path) -> None:
             assert labels.dtype == np.uint16 and f["extra/speaker"].dtype == np.uint16
             assert [k.decode() for k in f["extra/keys"][:]] == list(KEYS) and len(KEYS) == 20
             assert len(times) == len(units) == len(labels) == meta["counts"][split]
-            assert set(labels.tolist()) == set(range(20))           # every class, labels 0..19
+            assert set(labels.tolist()) == set(range(20))  # every class, labels 0..19
             speakers[split] = set(f["extra/speaker"][:].tolist())
             for t, u in zip(times[:], units[:]):
                 assert len(t) == len(u) and 300 < len(t) < 40000
@@ -125,7 +125,9 @@ def test_speech_digits_cache_hit(tiny_set: Path) -> None:
     assert set(before) == {"train.h5", "test.h5", "meta.json"}  # no temporary files left
     t0 = time.perf_counter()
     assert make_speech_digits(tiny_set, size="tiny", jobs=2, progress=False, seed=3) == (
-        tiny_set / "train.h5", tiny_set / "test.h5")
+        tiny_set / "train.h5",
+        tiny_set / "test.h5",
+    )
     assert time.perf_counter() - t0 < 1.0
     assert {p.name: p.stat().st_mtime_ns for p in tiny_set.iterdir()} == before  # untouched
 
@@ -165,7 +167,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     d = tmp_path_factory.mktemp("wavs")
     x = synthesize("seven", Voice("en-us", "m1"))
-    write_wav(d / "a.wav", resample_poly(x, 320, 441) * 0.3, 16000)                   # 16 kHz mono
+    write_wav(d / "a.wav", resample_poly(x, 320, 441) * 0.3, 16000)  # 16 kHz mono
     write_wav(d / "b.wav", resample_poly(synthesize("drei", "de"), 640, 320) * 0.1, 44100, channels=2)
     (d / "sub").mkdir()
     write_wav(d / "sub" / "c.wav", x, 22050)
@@ -191,13 +193,16 @@ def test_audio_to_spikes(recordings: Path, tmp_path: Path) -> None:
         assert "speaker" not in f.get("extra", {}) and f["labels"][:].tolist() == [3]
 
 
-@pytest.mark.parametrize("text,match", [
-    ("file,lab\na.wav,1\n", r"labels\.csv:1: missing column\(s\) label"),
-    ("file,label\na.wav,1\nnope.wav,2\n", r"labels\.csv:3: no such file 'nope\.wav'"),
-    ("file,label\na.wav,1\nb.wav,seven\n", r"labels\.csv:3: label must be an integer"),
-    ("file,label,speaker\na.wav,1,x\n", r"labels\.csv:2: speaker must be an integer"),
-    ("", r"labels\.csv:1: empty"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("file,lab\na.wav,1\n", r"labels\.csv:1: missing column\(s\) label"),
+        ("file,label\na.wav,1\nnope.wav,2\n", r"labels\.csv:3: no such file 'nope\.wav'"),
+        ("file,label\na.wav,1\nb.wav,seven\n", r"labels\.csv:3: label must be an integer"),
+        ("file,label,speaker\na.wav,1,x\n", r"labels\.csv:2: speaker must be an integer"),
+        ("", r"labels\.csv:1: empty"),
+    ],
+)
 def test_audio_to_spikes_bad_csv(recordings: Path, tmp_path: Path, text: str, match: str) -> None:
     csv = tmp_path / "labels.csv"
     csv.write_text(text)

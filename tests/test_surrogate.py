@@ -5,8 +5,18 @@ import torch
 
 from spiketime.surrogate import SURROGATES, Arctan, FastSigmoid, Gaussian, Sigmoid, Triangle, make_surrogate, spike
 
-ALL = [FastSigmoid(), FastSigmoid(alpha=100.0), Gaussian(), Gaussian(sigma=0.1), Arctan(), Arctan(alpha=5.0),
-       Triangle(), Triangle(width=2.0), Sigmoid(), Sigmoid(alpha=20.0)]
+ALL = [
+    FastSigmoid(),
+    FastSigmoid(alpha=100.0),
+    Gaussian(),
+    Gaussian(sigma=0.1),
+    Arctan(),
+    Arctan(alpha=5.0),
+    Triangle(),
+    Triangle(width=2.0),
+    Sigmoid(),
+    Sigmoid(alpha=20.0),
+]
 
 
 @pytest.mark.parametrize("s", ALL, ids=repr)

@@ -46,8 +46,14 @@ def mean_std(values: list[float]) -> str:
 def sweep(tmp_path_factory):
     """The 2 variants x 2 methods x 2 seeds sweep, run once for the tests of this module."""
     d = tmp_path_factory.mktemp("sweep")
-    path = write_sweep(d / "variants.yaml", name="variants", base=tiny_base(epochs=1),
-                       grid={"data.variant": ["rate", "timing"]}, methods=METHODS, seeds=[0, 1])
+    path = write_sweep(
+        d / "variants.yaml",
+        name="variants",
+        base=tiny_base(epochs=1),
+        grid={"data.variant": ["rate", "timing"]},
+        methods=METHODS,
+        seeds=[0, 1],
+    )
     out, md = d / "out", d / "copy.md"
     code = main(["sweep", str(path), "--out", str(out), "--markdown", str(md)])
     return {"code": code, "path": path, "out": out, "md": md}
@@ -59,7 +65,9 @@ def test_sweep_results_csv(sweep):
     assert header == COLUMNS
     assert len(rows) == 2 * 2 * 2
     keys = {(r["row"], r["method"], int(r["seed"])) for r in rows}
-    assert keys == {(row, m, s) for row in ("data.variant=rate", "data.variant=timing") for m in METHODS for s in (0, 1)}
+    assert keys == {
+        (row, m, s) for row in ("data.variant=rate", "data.variant=timing") for m in METHODS for s in (0, 1)
+    }
     for r in rows:
         assert 0.0 <= float(r["test_accuracy"]) <= 1.0 and 0.0 <= float(r["val_accuracy"]) <= 1.0
         assert float(r["chance"]) == pytest.approx(1 / 3)
@@ -221,12 +229,19 @@ def test_executor_ray_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_failing_run_is_named_in_one_line(tmp_path, capsys):
     """A run that only the data generator rejects: the runs before it are kept, the error names it."""
-    path = write_sweep(tmp_path / "classes.yaml", base=tiny_base(epochs=1), grid={"data.num_classes": [3, 10]},
-                       methods={"LIF": {}}, seeds=[0])
+    path = write_sweep(
+        tmp_path / "classes.yaml",
+        base=tiny_base(epochs=1),
+        grid={"data.num_classes": [3, 10]},
+        methods={"LIF": {}},
+        seeds=[0],
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out)]) == 2
     err = error_line(capsys.readouterr().err)
-    assert err.startswith("spiketime: error: sweep run data.num-classes-10__lif__seed0: data: num_classes=10 is too many")
+    assert err.startswith(
+        "spiketime: error: sweep run data.num-classes-10__lif__seed0: data: num_classes=10 is too many"
+    )
     assert (out / "runs" / "data.num-classes-3__lif__seed0" / "metrics.json").is_file()
     assert "num_classes=10" in (out / "runs" / "data.num-classes-10__lif__seed0" / "error.txt").read_text()
     assert not (out / "results.csv").exists()
@@ -245,7 +260,10 @@ def test_crashing_run_is_named_in_one_line(tmp_path, capsys, monkeypatch):
     assert main(["sweep", str(path), "--out", str(out)]) == 1
     err = error_line(capsys.readouterr().err)
     error_txt = out / "runs" / "all__lif__seed0" / "error.txt"
-    assert err == f"spiketime: error: sweep run all__lif__seed0 failed: RuntimeError: worker exploded (traceback in {error_txt})"
+    assert (
+        err
+        == f"spiketime: error: sweep run all__lif__seed0 failed: RuntimeError: worker exploded (traceback in {error_txt})"
+    )
     assert "Traceback" in error_txt.read_text() and "in crash" in error_txt.read_text()
     assert not (out / "runs" / "all__lif__seed1").exists()  # the sweep stops at the first failure
 
@@ -275,8 +293,9 @@ def test_executor_ray_matches_local(tmp_path, local_ray, capsys):
         assert sorted(p.name for p in (out / "runs").iterdir()) == ["all__lif__seed0", "all__lif__seed1"]
     assert local_ray.is_initialized()  # the sweep used the running instance and left it running
     assert tables["ray"] == tables["local"]
-    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows["ray"]] == \
-        [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows["local"]]
+    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows["ray"]] == [
+        {k: v for k, v in r.items() if k != "train_seconds"} for r in rows["local"]
+    ]
     assert [r["seed"] for r in rows["ray"]] == ["0", "1"]
 
     # resume: nothing is left to run, so nothing is submitted and the same files are written
@@ -286,8 +305,13 @@ def test_executor_ray_matches_local(tmp_path, local_ray, capsys):
 
 
 def test_executor_ray_failing_run_is_one_line(tmp_path, local_ray, capsys):
-    path = write_sweep(tmp_path / "classes.yaml", base=tiny_base(epochs=1), grid={"data.num_classes": [10]},
-                       methods={"LIF": {}}, seeds=[0])
+    path = write_sweep(
+        tmp_path / "classes.yaml",
+        base=tiny_base(epochs=1),
+        grid={"data.num_classes": [10]},
+        methods={"LIF": {}},
+        seeds=[0],
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out), "--executor", "ray"]) == 2
     err = error_line(capsys.readouterr().err)

@@ -97,23 +97,53 @@ def test_timing_code_exact_without_noise():
     """noise = jitter = 0: the intervals / lags / synchronous groups are exactly the documented class code."""
     C, K = 10, 4
     for dt in (1.0, 0.5):
-        x, y = generate("isi", "timing", n_samples=60, channels=C, duration=150.0, dt=dt, num_classes=K, noise=0.0,
-                        jitter=0.0, seed=1)
+        x, y = generate(
+            "isi",
+            "timing",
+            n_samples=60,
+            channels=C,
+            duration=150.0,
+            dt=dt,
+            num_classes=K,
+            noise=0.0,
+            jitter=0.0,
+            seed=1,
+        )
         cb = codebook("isi", channels=C, num_classes=K, dt=dt)
         for n in range(60):
             for i in range(C):
                 t = torch.nonzero(x[n, :, i])[:, 0].double() * dt
                 assert torch.allclose(torch.diff(t), torch.full((2,), float(cb[y[n], i]), dtype=torch.float64))
 
-    x, y = generate("ccisi", "timing", n_samples=60, channels=C + 1, duration=150.0, dt=1.0, num_classes=K, noise=0.0,
-                    jitter=0.0, seed=1)
+    x, y = generate(
+        "ccisi",
+        "timing",
+        n_samples=60,
+        channels=C + 1,
+        duration=150.0,
+        dt=1.0,
+        num_classes=K,
+        noise=0.0,
+        jitter=0.0,
+        seed=1,
+    )
     cb = codebook("ccisi", channels=C + 1, num_classes=K)
     assert cb.shape == (K, C // 2) and cb.max() >= 16.0  # lags of tens of ms at K = 4
     t = x.argmax(1).double()  # one spike per channel
     assert torch.equal(t[:, 1:C:2] - t[:, 0:C:2], torch.as_tensor(cb)[y])
 
-    x, y = generate("coincidence", "timing", n_samples=60, channels=C, duration=150.0, dt=1.0, num_classes=K,
-                    noise=0.0, jitter=0.0, seed=1)
+    x, y = generate(
+        "coincidence",
+        "timing",
+        n_samples=60,
+        channels=C,
+        duration=150.0,
+        dt=1.0,
+        num_classes=K,
+        noise=0.0,
+        jitter=0.0,
+        seed=1,
+    )
     groups = codebook("coincidence", channels=C, num_classes=K)
     assert len({tuple(g) for g in groups}) == K and (groups.sum(1) == max(2, C // 4)).all()
     for n in range(60):
@@ -150,7 +180,7 @@ def _oracle_predict(task, x, num_classes, channels, dt):
         else:
             g = np.nonzero(cb[c])[0]
             for j, a in enumerate(g):
-                for b in g[j + 1:]:
+                for b in g[j + 1 :]:
                     score[:, c] += _lag_matches(x[:, :, a], x[:, :, b], 0)
     return score.argmax(1)
 
@@ -159,8 +189,9 @@ def _oracle_predict(task, x, num_classes, channels, dt):
 def test_timing_variant_is_learnable(task):
     """A timing-only matched filter reads the default timing variant with >= 90% accuracy (signal above noise)."""
     x, y = _gen(task, "timing", n_samples=500, seed=21)
-    acc = float((_oracle_predict(task, x, DEFAULTS["num_classes"], DEFAULTS["channels"], DEFAULTS["dt"]) == y)
-                .double().mean())
+    acc = float(
+        (_oracle_predict(task, x, DEFAULTS["num_classes"], DEFAULTS["channels"], DEFAULTS["dt"]) == y).double().mean()
+    )
     assert acc >= 0.9, acc
 
 
@@ -175,8 +206,9 @@ CONFIGS = {
 
 
 def _splits(task, variant, cfg):
-    return tuple(generate(task, variant, **dict(cfg, n_samples=n, seed=s))
-                 for n, s in ((2000, 101), (1000, 202), (2000, 303)))
+    return tuple(
+        generate(task, variant, **dict(cfg, n_samples=n, seed=s)) for n, s in ((2000, 101), (1000, 202), (2000, 303))
+    )
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
@@ -227,30 +259,33 @@ def test_count_baseline_reads_counts_and_never_selects_on_test():
 # bad arguments
 
 
-@pytest.mark.parametrize("task,variant,kw,name", [
-    ("bogus", "timing", {}, "task"),
-    ("isi", "bogus", {}, "variant"),
-    ("isi", "timing", dict(n_samples=0), "n_samples"),
-    ("isi", "timing", dict(n_samples=2.5), "n_samples"),
-    ("isi", "timing", dict(channels=0), "channels"),
-    ("ccisi", "timing", dict(channels=1), "channels"),
-    ("coincidence", "timing", dict(channels=2), "channels"),
-    ("isi", "timing", dict(duration=0.0), "duration"),
-    ("isi", "timing", dict(duration=-5.0), "duration"),
-    ("isi", "timing", dict(duration=float("nan")), "duration"),
-    ("isi", "timing", dict(dt=0.0), "dt"),
-    ("isi", "timing", dict(dt=-1.0), "dt"),
-    ("isi", "timing", dict(num_classes=1), "num_classes"),
-    ("isi", "timing", dict(num_classes=20), "num_classes"),  # 2 intervals of 80 ms do not fit in 150 ms
-    ("ccisi", "timing", dict(num_classes=40), "num_classes"),  # lags of 160 ms do not fit
-    ("coincidence", "timing", dict(channels=6, num_classes=7), "num_classes"),  # more classes than channels
-    ("isi", "timing", dict(duration=10.0), "duration"),
-    ("isi", "timing", dict(noise=-1.0), "noise"),
-    ("isi", "timing", dict(noise=1000.0), "noise"),  # > 0.5 spike per 1 ms bin
-    ("isi", "timing", dict(jitter=-0.1), "jitter"),
-    ("isi", "timing", dict(seed=-1), "seed"),
-    ("isi", "timing", dict(seed=1.5), "seed"),
-])
+@pytest.mark.parametrize(
+    "task,variant,kw,name",
+    [
+        ("bogus", "timing", {}, "task"),
+        ("isi", "bogus", {}, "variant"),
+        ("isi", "timing", dict(n_samples=0), "n_samples"),
+        ("isi", "timing", dict(n_samples=2.5), "n_samples"),
+        ("isi", "timing", dict(channels=0), "channels"),
+        ("ccisi", "timing", dict(channels=1), "channels"),
+        ("coincidence", "timing", dict(channels=2), "channels"),
+        ("isi", "timing", dict(duration=0.0), "duration"),
+        ("isi", "timing", dict(duration=-5.0), "duration"),
+        ("isi", "timing", dict(duration=float("nan")), "duration"),
+        ("isi", "timing", dict(dt=0.0), "dt"),
+        ("isi", "timing", dict(dt=-1.0), "dt"),
+        ("isi", "timing", dict(num_classes=1), "num_classes"),
+        ("isi", "timing", dict(num_classes=20), "num_classes"),  # 2 intervals of 80 ms do not fit in 150 ms
+        ("ccisi", "timing", dict(num_classes=40), "num_classes"),  # lags of 160 ms do not fit
+        ("coincidence", "timing", dict(channels=6, num_classes=7), "num_classes"),  # more classes than channels
+        ("isi", "timing", dict(duration=10.0), "duration"),
+        ("isi", "timing", dict(noise=-1.0), "noise"),
+        ("isi", "timing", dict(noise=1000.0), "noise"),  # > 0.5 spike per 1 ms bin
+        ("isi", "timing", dict(jitter=-0.1), "jitter"),
+        ("isi", "timing", dict(seed=-1), "seed"),
+        ("isi", "timing", dict(seed=1.5), "seed"),
+    ],
+)
 def test_bad_arguments(task, variant, kw, name):
     with pytest.raises(ValueError, match=name) as e:
         _gen(task, variant, **kw)

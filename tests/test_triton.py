@@ -49,33 +49,46 @@ def _lif_cases() -> dict[str, dict]:
                 for flip in (False, True):
                     syn = ((reset + si) % 2 == 0) != flip
                     detach = ((reset + si // 2 + smooth) % 2 == 1) != flip
-                    cases[f"r{reset}-{'syn' if syn else 'nosyn'}-{'smooth' if smooth else 'step'}-"
-                          f"{'det' if detach else 'nodet'}-{sur}"] = dict(
-                        reset=reset, syn=syn, smooth=smooth, detach=detach, sur=sur)
+                    cases[
+                        f"r{reset}-{'syn' if syn else 'nosyn'}-{'smooth' if smooth else 'step'}-"
+                        f"{'det' if detach else 'nodet'}-{sur}"
+                    ] = dict(reset=reset, syn=syn, smooth=smooth, detach=detach, sur=sur)
     for sur in ("fast_sigmoid", "gaussian"):  # leaky integrator: theta = inf, reset "none"
         for syn in (False, True):
-            cases[f"li-inf-{'syn' if syn else 'nosyn'}-{sur}"] = dict(reset=2, syn=syn, smooth=False, detach=False,
-                                                                      sur=sur, theta=math.inf)
-    cases["f64-r0-syn-smooth-arctan"] = dict(reset=0, syn=True, smooth=True, detach=False, sur="arctan", dtype="float64")
-    cases["f64-r1-nosyn-step-gaussian"] = dict(reset=1, syn=False, smooth=False, detach=False, sur="gaussian",
-                                               dtype="float64")
-    cases["bf16x-r1-syn-step-fast_sigmoid"] = dict(reset=1, syn=True, smooth=False, detach=False,
-                                                   sur="fast_sigmoid", dtype="bfloat16")
-    cases["bf16x-r0-nosyn-smooth-triangle"] = dict(reset=0, syn=False, smooth=True, detach=True, sur="triangle",
-                                                   dtype="bfloat16")
-    cases["f16x-r0-syn-step-arctan"] = dict(reset=0, syn=True, smooth=False, detach=False, sur="arctan",
-                                            dtype="float16")
-    cases["bf16all-r0-syn-smooth-fast_sigmoid"] = dict(reset=0, syn=True, smooth=True, detach=False,
-                                                       sur="fast_sigmoid", dtype="bfloat16", beta_dtype="bfloat16")
+            cases[f"li-inf-{'syn' if syn else 'nosyn'}-{sur}"] = dict(
+                reset=2, syn=syn, smooth=False, detach=False, sur=sur, theta=math.inf
+            )
+    cases["f64-r0-syn-smooth-arctan"] = dict(
+        reset=0, syn=True, smooth=True, detach=False, sur="arctan", dtype="float64"
+    )
+    cases["f64-r1-nosyn-step-gaussian"] = dict(
+        reset=1, syn=False, smooth=False, detach=False, sur="gaussian", dtype="float64"
+    )
+    cases["bf16x-r1-syn-step-fast_sigmoid"] = dict(
+        reset=1, syn=True, smooth=False, detach=False, sur="fast_sigmoid", dtype="bfloat16"
+    )
+    cases["bf16x-r0-nosyn-smooth-triangle"] = dict(
+        reset=0, syn=False, smooth=True, detach=True, sur="triangle", dtype="bfloat16"
+    )
+    cases["f16x-r0-syn-step-arctan"] = dict(
+        reset=0, syn=True, smooth=False, detach=False, sur="arctan", dtype="float16"
+    )
+    cases["bf16all-r0-syn-smooth-fast_sigmoid"] = dict(
+        reset=0, syn=True, smooth=True, detach=False, sur="fast_sigmoid", dtype="bfloat16", beta_dtype="bfloat16"
+    )
     # unused gradients (empty g_s / g_v: zero, not read) and fixed decays (empty i_all: no current read)
-    cases["nogs-r0-syn-step-gaussian"] = dict(reset=0, syn=True, smooth=False, detach=False, sur="gaussian",
-                                              empty=("g_s",))
-    cases["nogv-nodec-r1-syn-smooth-arctan"] = dict(reset=1, syn=True, smooth=True, detach=False, sur="arctan",
-                                                    empty=("g_v", "i_all"))
-    cases["nodec-r1-nosyn-step-triangle"] = dict(reset=1, syn=False, smooth=False, detach=False, sur="triangle",
-                                                 empty=("i_all",))
-    cases["nogs-nogv-r0-nosyn-step-fast_sigmoid"] = dict(reset=0, syn=False, smooth=False, detach=False,
-                                                         sur="fast_sigmoid", empty=("g_s", "g_v"))
+    cases["nogs-r0-syn-step-gaussian"] = dict(
+        reset=0, syn=True, smooth=False, detach=False, sur="gaussian", empty=("g_s",)
+    )
+    cases["nogv-nodec-r1-syn-smooth-arctan"] = dict(
+        reset=1, syn=True, smooth=True, detach=False, sur="arctan", empty=("g_v", "i_all")
+    )
+    cases["nodec-r1-nosyn-step-triangle"] = dict(
+        reset=1, syn=False, smooth=False, detach=False, sur="triangle", empty=("i_all",)
+    )
+    cases["nogs-nogv-r0-nosyn-step-fast_sigmoid"] = dict(
+        reset=0, syn=False, smooth=False, detach=False, sur="fast_sigmoid", empty=("g_s", "g_v")
+    )
     cases["T1-r1-syn-step-gaussian"] = dict(reset=1, syn=True, smooth=False, detach=False, sur="gaussian", T=1)
     cases["T9-r0-syn-step-triangle"] = dict(reset=0, syn=True, smooth=False, detach=False, sur="triangle", T=9)
     cases["T0-r0-syn-step-triangle"] = dict(reset=0, syn=True, smooth=False, detach=False, sur="triangle", T=0)
@@ -101,6 +114,7 @@ DELAY_CASES = _delay_cases()
 # ---------------------------------------------------------------------------------------------
 # Worker (runs in the subprocess, with TRITON_INTERPRET=1)
 # ---------------------------------------------------------------------------------------------
+
 
 def _c_kernel() -> bool:
     from spiketime.kernels import cpu
@@ -170,8 +184,9 @@ def _lif_case(c: dict, gen: torch.Generator) -> None:
     g_iT = rnd(B, N, scale=0.5, dtype=ct)
     i_all = ref[2] if syn else x
     empty = c.get("empty", ())
-    g_s, g_v, i_all = (t.new_empty(0) if name in empty else t for name, t in (("g_s", g_s), ("g_v", g_v),
-                                                                              ("i_all", i_all)))
+    g_s, g_v, i_all = (
+        t.new_empty(0) if name in empty else t for name, t in (("g_s", g_s), ("g_v", g_v), ("i_all", i_all))
+    )
     bargs = (g_s, g_v, g_iT, ref[1], i_all, beta, alpha, v0, i0, s0, *args[6:])
     if lowp:
         up2 = lambda t: None if t is None else t.float()  # noqa: E731
@@ -197,7 +212,7 @@ def _delay_case(c: dict, gen: torch.Generator) -> None:
     ddt = torch.float64 if dtype == torch.float64 else torch.float32
     D = torch.rand(N, generator=gen, dtype=ddt) * ((taps - 1) * dt_ms + 1.0) - 0.5  # some clamped below/above
     special = [0.0, dt_ms, 2.5 * dt_ms, (taps - 1) * dt_ms, dmax, -0.25]  # integers, window edge, half-steps
-    D[:len(special)] = torch.tensor(special, dtype=ddt)
+    D[: len(special)] = torch.tensor(special, dtype=ddt)
     D.requires_grad_(True)
     buf = None
     if c.get("buffer", True):
@@ -239,17 +254,24 @@ def _worker() -> None:
 # Tests (the interpreter run, once per session)
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def interpreted() -> dict:
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, __file__, "WORKER"], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=root)
+    env = dict(
+        os.environ,
+        TRITON_INTERPRET="1",
+        OMP_NUM_THREADS="1",
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONPATH=os.pathsep.join([str(root / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, "WORKER"], env=env, capture_output=True, text=True, timeout=600, cwd=root
+    )
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            r = json.loads(line[len("RESULT "):])
+            r = json.loads(line[len("RESULT ") :])
             results[(r["kind"], r["name"])] = r
     if not results:
         pytest.fail(f"interpreter worker failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -302,8 +324,10 @@ def test_lif_cases_cover_every_option():
 # CUDA: the compiled kernels at realistic sizes
 # ---------------------------------------------------------------------------------------------
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (compiled Triton kernels)")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+    reason="needs a CUDA GPU (compiled Triton kernels)",
+)
 
 
 GPU_SHAPE = (500, 64, 256)  # T, B, N
@@ -315,10 +339,17 @@ def _gpu_tol(ref: torch.Tensor, rel: float) -> dict:
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
-@pytest.mark.parametrize("reset,syn,smooth,sur", [
-    (0, True, False, "fast_sigmoid"), (1, False, False, "gaussian"), (2, True, False, "arctan"),
-    (0, False, True, "triangle"), (1, True, True, "arctan"), (0, True, True, "gaussian"),
-])
+@pytest.mark.parametrize(
+    "reset,syn,smooth,sur",
+    [
+        (0, True, False, "fast_sigmoid"),
+        (1, False, False, "gaussian"),
+        (2, True, False, "arctan"),
+        (0, False, True, "triangle"),
+        (1, True, True, "arctan"),
+        (0, True, True, "gaussian"),
+    ],
+)
 def test_lif_scan_cuda(dtype, reset, syn, smooth, sur):
     from spiketime.kernels import triton_lif as TL
     from spiketime.kernels.lif_scan import _bwd_any, _fwd_any
@@ -340,8 +371,9 @@ def test_lif_scan_cuda(dtype, reset, syn, smooth, sur):
         assert torch.equal(got[0].cpu(), ref[0]) and torch.equal(got[1].cpu(), ref[1])
     else:  # s in a 16-bit dtype: one ulp of it
         for r, o in zip(ref, got):
-            torch.testing.assert_close(o.cpu(), r, **_gpu_tol(r, 1e-2 if r.dtype in (torch.bfloat16, torch.float16)
-                                                              else 1e-4))
+            torch.testing.assert_close(
+                o.cpu(), r, **_gpu_tol(r, 1e-2 if r.dtype in (torch.bfloat16, torch.float16) else 1e-4)
+            )
     g_s = torch.randn(T, B, N, generator=g).to(dt)
     g_v = torch.randn(T, B, N, generator=g) * 0.3
     g_iT = torch.randn(B, N, generator=g)

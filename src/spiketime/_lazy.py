@@ -15,8 +15,11 @@ def lazy_names(package: str, names: dict[str, str], namespace: dict[str, Any]) -
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = names[name]
-        value = importlib.import_module(f"{package}.{name}") if not module else getattr(
-            importlib.import_module(module), name)
+        value = (
+            importlib.import_module(f"{package}.{name}")
+            if not module
+            else getattr(importlib.import_module(module), name)
+        )
         namespace[name] = value
         return value
 

@@ -24,8 +24,14 @@ class TrainingDiverged(FloatingPointError):
     """A training loss became nan or inf: ``value``, in 1-based ``epoch`` and (when known) ``batch`` of
     ``batches``. Every learner raises it before the optimiser steps with that batch's gradient."""
 
-    def __init__(self, value: float, epoch: int, batch: int | None = None, batches: int | None = None,
-                 hint: str = "lower the learning rate") -> None:
+    def __init__(
+        self,
+        value: float,
+        epoch: int,
+        batch: int | None = None,
+        batches: int | None = None,
+        hint: str = "lower the learning rate",
+    ) -> None:
         where = f"epoch {epoch}" if batch is None else f"epoch {epoch}, batch {batch} of {batches}"
         super().__init__(f"training loss became {value} in {where}; {hint}")
         self.value, self.epoch, self.batch, self.batches, self.hint = value, epoch, batch, batches, hint

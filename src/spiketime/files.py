@@ -17,8 +17,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["TMP_GLOB", "atomic_path", "atomic_write_bytes", "atomic_write_text", "finite_json", "write_json",
-           "write_yaml", "torch_save_atomic"]
+__all__ = [
+    "TMP_GLOB",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "finite_json",
+    "write_json",
+    "write_yaml",
+    "torch_save_atomic",
+]
 
 TMP_GLOB = ".*.tmp"  # atomic_path's temporary files
 

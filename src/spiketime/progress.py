@@ -24,12 +24,29 @@ T = TypeVar("T")
 REFRESH_S = 1.0  # the longest a running bar stays still while a long batch or sequence is being processed
 
 
-def progress_bar(enabled: bool, desc: str, total: int | None = None, unit: str = "it", *, leave: bool = True,
-        iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
+def progress_bar(
+    enabled: bool,
+    desc: str,
+    total: int | None = None,
+    unit: str = "it",
+    *,
+    leave: bool = True,
+    iterable: Iterable[Any] | None = None,
+    **kwargs: Any,
+) -> tqdm:
     """A tqdm bar on stderr (``desc``, ``total`` steps of ``unit``), or a silent no-op bar when not ``enabled``.
     ``iterable`` is wrapped like ``tqdm(iterable)``; other keyword arguments go to tqdm."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, **kwargs)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        **kwargs,
+    )
 
 
 def status(enabled: bool, message: str) -> None:

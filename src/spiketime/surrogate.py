@@ -81,13 +81,18 @@ class FastSigmoid:
         return x / (1.0 + self.alpha * x.abs())
 
 
-_add(SurrogateCode(
-    "fast_sigmoid", FastSigmoid, "alpha", 0,
-    c_grad="REAL d = k * (REAL)fabs((double)x) + (REAL)1; return (REAL)1 / (d * d);",
-    c_prim="return x / ((REAL)1 + k * (REAL)fabs((double)x));",
-    triton_grad="d = k * tl.abs(x) + 1.0\nr = _div(1.0, d * d)",
-    triton_prim="r = _div(x, 1.0 + k * tl.abs(x))",
-))
+_add(
+    SurrogateCode(
+        "fast_sigmoid",
+        FastSigmoid,
+        "alpha",
+        0,
+        c_grad="REAL d = k * (REAL)fabs((double)x) + (REAL)1; return (REAL)1 / (d * d);",
+        c_prim="return x / ((REAL)1 + k * (REAL)fabs((double)x));",
+        triton_grad="d = k * tl.abs(x) + 1.0\nr = _div(1.0, d * d)",
+        triton_prim="r = _div(x, 1.0 + k * tl.abs(x))",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -103,13 +108,18 @@ class Gaussian:
         return 0.5 * (1.0 + torch.erf(x / (self.sigma * math.sqrt(2.0))))
 
 
-_add(SurrogateCode(
-    "gaussian", Gaussian, "sigma", 1,
-    c_grad="REAL z = x / k; return (REAL)exp((double)((REAL)-0.5 * z * z)) / ((REAL)2.5066282746310002 * k);",
-    c_prim="return (REAL)0.5 * ((REAL)1 + (REAL)erf((double)(x / (k * (REAL)1.4142135623730951))));",
-    triton_grad="z = _div(x, k)\nr = _div(tl.exp(-0.5 * z * z), 2.5066282746310002 * k)",
-    triton_prim="r = 0.5 * (1.0 + tl.math.erf(_div(x, k * 1.4142135623730951)))",
-))
+_add(
+    SurrogateCode(
+        "gaussian",
+        Gaussian,
+        "sigma",
+        1,
+        c_grad="REAL z = x / k; return (REAL)exp((double)((REAL)-0.5 * z * z)) / ((REAL)2.5066282746310002 * k);",
+        c_prim="return (REAL)0.5 * ((REAL)1 + (REAL)erf((double)(x / (k * (REAL)1.4142135623730951))));",
+        triton_grad="z = _div(x, k)\nr = _div(tl.exp(-0.5 * z * z), 2.5066282746310002 * k)",
+        triton_prim="r = 0.5 * (1.0 + tl.math.erf(_div(x, k * 1.4142135623730951)))",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -125,13 +135,18 @@ class Arctan:
         return torch.atan(math.pi / 2.0 * self.alpha * x) / math.pi + 0.5
 
 
-_add(SurrogateCode(
-    "arctan", Arctan, "alpha", 2,
-    c_grad="REAL z = (REAL)1.5707963267948966 * k * x; return (k / (REAL)2) / ((REAL)1 + z * z);",
-    c_prim="return (REAL)atan((double)((REAL)1.5707963267948966 * k * x)) / (REAL)3.141592653589793 + (REAL)0.5;",
-    triton_grad="z = 1.5707963267948966 * k * x\nr = _div(k * 0.5, 1.0 + z * z)",
-    triton_prim="at = _atan(1.5707963267948966 * k * x)\nr = _div(at, tl.full((), 3.141592653589793, at.dtype)) + 0.5",
-))
+_add(
+    SurrogateCode(
+        "arctan",
+        Arctan,
+        "alpha",
+        2,
+        c_grad="REAL z = (REAL)1.5707963267948966 * k * x; return (k / (REAL)2) / ((REAL)1 + z * z);",
+        c_prim="return (REAL)atan((double)((REAL)1.5707963267948966 * k * x)) / (REAL)3.141592653589793 + (REAL)0.5;",
+        triton_grad="z = 1.5707963267948966 * k * x\nr = _div(k * 0.5, 1.0 + z * z)",
+        triton_prim="at = _atan(1.5707963267948966 * k * x)\nr = _div(at, tl.full((), 3.141592653589793, at.dtype)) + 0.5",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -148,15 +163,24 @@ class Triangle:
         return 0.5 + u - torch.sign(u) * u * u / 2.0
 
 
-_add(SurrogateCode(
-    "triangle", Triangle, "width", 3,
-    c_grad="REAL g = (REAL)1 - (REAL)fabs((double)x) / k; return (g > 0 ? g : (REAL)0) / k;",
-    c_prim=("REAL u = x / k; u = u < -1 ? -1 : (u > 1 ? 1 : u); "
-            "REAL sgn = u > 0 ? (REAL)1 : (u < 0 ? (REAL)-1 : (REAL)0); return (REAL)0.5 + u - sgn * u * u / (REAL)2;"),
-    triton_grad="g = 1.0 - _div(tl.abs(x), k)\nr = _div(tl.where(g > 0, g, 0.0), k)",
-    triton_prim=("u = _div(x, k)\nu = tl.where(u < -1.0, -1.0, tl.where(u > 1.0, 1.0, u))\n"
-                 "sgn = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))\nr = 0.5 + u - sgn * u * u * 0.5"),
-))
+_add(
+    SurrogateCode(
+        "triangle",
+        Triangle,
+        "width",
+        3,
+        c_grad="REAL g = (REAL)1 - (REAL)fabs((double)x) / k; return (g > 0 ? g : (REAL)0) / k;",
+        c_prim=(
+            "REAL u = x / k; u = u < -1 ? -1 : (u > 1 ? 1 : u); "
+            "REAL sgn = u > 0 ? (REAL)1 : (u < 0 ? (REAL)-1 : (REAL)0); return (REAL)0.5 + u - sgn * u * u / (REAL)2;"
+        ),
+        triton_grad="g = 1.0 - _div(tl.abs(x), k)\nr = _div(tl.where(g > 0, g, 0.0), k)",
+        triton_prim=(
+            "u = _div(x, k)\nu = tl.where(u < -1.0, -1.0, tl.where(u > 1.0, 1.0, u))\n"
+            "sgn = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))\nr = 0.5 + u - sgn * u * u * 0.5"
+        ),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -175,13 +199,18 @@ class Sigmoid:
         return 1.0 / (1.0 + torch.exp(-(self.alpha * x)))
 
 
-_add(SurrogateCode(
-    "sigmoid", Sigmoid, "alpha", 4,
-    c_grad="REAL p = (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x)))); return k * p * ((REAL)1 - p);",
-    c_prim="return (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x))));",
-    triton_grad="p = _div(1.0, 1.0 + tl.exp(-(k * x)))\nr = k * p * (1.0 - p)",
-    triton_prim="r = _div(1.0, 1.0 + tl.exp(-(k * x)))",
-))
+_add(
+    SurrogateCode(
+        "sigmoid",
+        Sigmoid,
+        "alpha",
+        4,
+        c_grad="REAL p = (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x)))); return k * p * ((REAL)1 - p);",
+        c_prim="return (REAL)1 / ((REAL)1 + (REAL)exp((double)(-(k * x))));",
+        triton_grad="p = _div(1.0, 1.0 + tl.exp(-(k * x)))\nr = k * p * (1.0 - p)",
+        triton_prim="r = _div(1.0, 1.0 + tl.exp(-(k * x)))",
+    )
+)
 
 
 Surrogate = FastSigmoid | Gaussian | Arctan | Triangle | Sigmoid

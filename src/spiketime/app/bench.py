@@ -56,8 +56,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spiketime.app.bench_peers import (DT, FLOOR, PEERS, SPIKETIME, TAU_MEM, TAU_OUT, THETA, Candidate, Skip,
-                                       _peer_candidates, _reason)
+from spiketime.app.bench_peers import (
+    DT,
+    FLOOR,
+    PEERS,
+    SPIKETIME,
+    TAU_MEM,
+    TAU_OUT,
+    THETA,
+    Candidate,
+    Skip,
+    _peer_candidates,
+    _reason,
+)
 from spiketime.app.config import ConfigError
 
 if TYPE_CHECKING:
@@ -120,7 +131,9 @@ class OnlineStep:
 
 
 LEARNERS: dict[str, Callable[[nn.Module, Tensor, Tensor, Callable[[], Any]], None]] = {
-    "bptt": bptt_step, "online": OnlineStep()}
+    "bptt": bptt_step,
+    "online": OnlineStep(),
+}
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -144,14 +157,25 @@ class SpiketimeModel(nn.Module):
         return outs[:-1], y.max(dim=0).values
 
 
-def build_spiketime(hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT,
-                    connectivity: float = 1.0) -> tuple[SpiketimeModel, ModelConfig]:
+def build_spiketime(
+    hidden: tuple[int, ...], delays: str, seed: int, n_in: int = N_IN, n_out: int = N_OUT, connectivity: float = 1.0
+) -> tuple[SpiketimeModel, ModelConfig]:
     from spiketime.app.config import ModelConfig
     from spiketime.app.factories import lif_network
 
-    cfg = ModelConfig(hidden=list(hidden), delays=delays, tau_mem=TAU_MEM, tau_syn=None, learn_tau=False,
-                      tau_out=TAU_OUT, reset="subtract", theta=THETA, readout="li", weight_scale=WEIGHT_SCALE,
-                      density=connectivity)
+    cfg = ModelConfig(
+        hidden=list(hidden),
+        delays=delays,
+        tau_mem=TAU_MEM,
+        tau_syn=None,
+        learn_tau=False,
+        tau_out=TAU_OUT,
+        reset="subtract",
+        theta=THETA,
+        readout="li",
+        weight_scale=WEIGHT_SCALE,
+        density=connectivity,
+    )
     net = lif_network(n_in, n_out, cfg, dt=DT, seed=seed)
     return SpiketimeModel(net), cfg
 
@@ -234,7 +258,8 @@ class MatmulFloor:
         self.ws = [w.detach().clone().requires_grad_(True) for w in weights]
         self.inputs = [x.reshape(T * B, n_in)] + [
             (torch.rand(T * B, w.shape[1], generator=g) < 0.05).float().to(x.device).requires_grad_(True)
-            for w in weights[1:]]
+            for w in weights[1:]
+        ]
         self.amp = amp
         with torch.no_grad(), amp():
             self.grads = [torch.ones_like(h @ w.t()) for h, w in zip(self.inputs, self.ws)]
@@ -287,14 +312,34 @@ def _amp(device: torch.device, precision: str) -> Callable[[], Any]:
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _row(c: Candidate, T: int, batch: int, delays: str, precision: str, learner: str, device: torch.device,
-         **kw: Any) -> dict[str, Any]:
-    row = {"name": c.name, "library": c.library, "backend": c.backend, "T": T, "batch": batch,
-           "delays": delays if c.library == SPIKETIME else "none", "precision": precision, "learner": learner,
-           "device": device.type, "surrogate": c.surrogate, "notes": c.notes, "status": "ok", "reason": None,
-           "ms": None, "ms_min": None, "times_ms": [], "ratio_spiketime": None, "ratio_floor": None,
-           "saved_bytes": None, "saved_bytes_per_step": None, "cuda_peak_bytes": None,
-           "hidden_rate": None, "spike_agreement": None}
+def _row(
+    c: Candidate, T: int, batch: int, delays: str, precision: str, learner: str, device: torch.device, **kw: Any
+) -> dict[str, Any]:
+    row = {
+        "name": c.name,
+        "library": c.library,
+        "backend": c.backend,
+        "T": T,
+        "batch": batch,
+        "delays": delays if c.library == SPIKETIME else "none",
+        "precision": precision,
+        "learner": learner,
+        "device": device.type,
+        "surrogate": c.surrogate,
+        "notes": c.notes,
+        "status": "ok",
+        "reason": None,
+        "ms": None,
+        "ms_min": None,
+        "times_ms": [],
+        "ratio_spiketime": None,
+        "ratio_floor": None,
+        "saved_bytes": None,
+        "saved_bytes_per_step": None,
+        "cuda_peak_bytes": None,
+        "hidden_rate": None,
+        "spike_agreement": None,
+    }
     row.update(kw)
     return row
 
@@ -348,10 +393,16 @@ def run_bench(
     spk, cfg = build_spiketime(tuple(hidden), delays, seed, n_in, n_out, connectivity)
     spk = spk.to(dev)
     weights = [p.weight.detach() for p in spk.net.projections]
-    notes = f"delays={delays}" + (f"; connectivity={connectivity}" if connectivity < 1 else "") + (
-        f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
-    cands = [Candidate(SPIKETIME, SPIKETIME, "torch", f"{spk.net.neurons[0].surrogate!r} [spiketime default]",
-                       notes, model=spk)]
+    notes = (
+        f"delays={delays}"
+        + (f"; connectivity={connectivity}" if connectivity < 1 else "")
+        + (f"; {learn.memory_note}" if hasattr(learn, "memory_note") else "")
+    )
+    cands = [
+        Candidate(
+            SPIKETIME, SPIKETIME, "torch", f"{spk.net.neurons[0].surrogate!r} [spiketime default]", notes, model=spk
+        )
+    ]
     for peer in peers:
         cands += _peer_candidates(peer, weights, dev, precision)
     floor_c = Candidate(FLOOR, FLOOR, "torch", "-", "3 matmuls over T*B rows, fwd+bwd")
@@ -377,6 +428,7 @@ def run_bench(
 
                     def step(m: nn.Module = model, x: Tensor = x, y: Tensor = y) -> None:
                         learn(m, x, y, amp)
+
                     exclude = [x, *model.parameters()]
                 failure = None
                 try:
@@ -406,16 +458,29 @@ def run_bench(
                         raise
                     failure = "out of memory" if oom else _reason(e)
                 if failure is not None:  # out of the except block: its traceback no longer holds tensors
-                    T_rows.append(_row(c, T, batch, delays, precision, learner, dev, status="skipped",
-                                       reason=failure))
+                    T_rows.append(_row(c, T, batch, delays, precision, learner, dev, status="skipped", reason=failure))
                     bar.update()
                     _free(dev)
                     continue
                 ms = [1e3 * t for t in times]
-                T_rows.append(_row(c, T, batch, delays, precision, learner, dev, ms=statistics.median(ms),
-                                   ms_min=min(ms), times_ms=ms, saved_bytes=saved,
-                                   saved_bytes_per_step=None if saved is None else saved / T,
-                                   cuda_peak_bytes=peak, **extra))
+                T_rows.append(
+                    _row(
+                        c,
+                        T,
+                        batch,
+                        delays,
+                        precision,
+                        learner,
+                        dev,
+                        ms=statistics.median(ms),
+                        ms_min=min(ms),
+                        times_ms=ms,
+                        saved_bytes=saved,
+                        saved_bytes_per_step=None if saved is None else saved / T,
+                        cuda_peak_bytes=peak,
+                        **extra,
+                    )
+                )
                 if c.library == SPIKETIME:
                     T_rows[-1]["spike_agreement"] = 1.0
                 bar.update()

@@ -62,8 +62,9 @@ class SnnTorchModel(nn.Module):
         # snn.Leaky adds the input current unscaled: fold spiketime's (1 - beta) into the weights.
         scales = [1.0 - beta] * (len(weights) - 1) + [1.0 - beta_out]
         self.fcs = nn.ModuleList(_linear(w * s) for w, s in zip(weights, scales))
-        self.lifs = nn.ModuleList(snn.Leaky(beta=beta, threshold=THETA, reset_mechanism="subtract")
-                                  for _ in weights[:-1])
+        self.lifs = nn.ModuleList(
+            snn.Leaky(beta=beta, threshold=THETA, reset_mechanism="subtract") for _ in weights[:-1]
+        )
         self.readout = snn.Leaky(beta=beta_out, threshold=THETA, reset_mechanism="none")
 
     def run(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -99,8 +100,12 @@ class SpikingJellyModel(nn.Module):
             with torch.no_grad():
                 lin.weight.copy_(w)
             # decay_input: H = V + (X - V) / tau = beta V + (1 - beta) X with tau = 1 / (1 - beta)
-            mods += [lin, neuron.LIFNode(tau=1.0 / (1.0 - beta), decay_input=True, v_threshold=THETA,
-                                         v_reset=None, step_mode="m")]
+            mods += [
+                lin,
+                neuron.LIFNode(
+                    tau=1.0 / (1.0 - beta), decay_input=True, v_threshold=THETA, v_reset=None, step_mode="m"
+                ),
+            ]
         lin = layer.Linear(weights[-1].shape[1], weights[-1].shape[0], bias=False, step_mode="m")
         with torch.no_grad():
             lin.weight.copy_(weights[-1])
@@ -138,8 +143,9 @@ class NorseModel(nn.Module):
         def t(v: float) -> Tensor:
             return torch.tensor(v, device=device)
 
-        p = LIFBoxParameters(tau_mem_inv=t(1.0 - beta), v_leak=t(0.0), v_th=t(THETA), v_reset=t(0.0),
-                             reset_method=reset_subtract)
+        p = LIFBoxParameters(
+            tau_mem_inv=t(1.0 - beta), v_leak=t(0.0), v_th=t(THETA), v_reset=t(0.0), reset_method=reset_subtract
+        )
         self.fcs = nn.ModuleList(_linear(w) for w in weights)
         self.lifs = nn.ModuleList(LIFBoxCell(p, dt=DT) for _ in weights[:-1])
         self.readout = LIBoxCell(LIBoxParameters(tau_mem_inv=t(1.0 - beta_out), v_leak=t(0.0)), dt=DT)
@@ -198,12 +204,14 @@ def _sj_implementation(name: str, device: torch.device) -> Iterator[None]:
         sel._compiled_selections.update(old[2])
 
 
-def _peer_candidates(peer: str, weights: list[Tensor], device: torch.device,
-                     precision: str = "fp32") -> list[Candidate]:
+def _peer_candidates(
+    peer: str, weights: list[Tensor], device: torch.device, precision: str = "fp32"
+) -> list[Candidate]:
     beta, beta_out = _decays()
     if peer == "snntorch":
-        c = Candidate("snntorch", "snntorch", "torch", "ATan(alpha=2) [snnTorch default]",
-                      "per-step loop; reset detached")
+        c = Candidate(
+            "snntorch", "snntorch", "torch", "ATan(alpha=2) [snnTorch default]", "per-step loop; reset detached"
+        )
         try:
             importlib.import_module("snntorch")
             c.model = SnnTorchModel(weights, beta, beta_out).to(device)
@@ -211,8 +219,13 @@ def _peer_candidates(peer: str, weights: list[Tensor], device: torch.device,
             c.skip = _reason(e)
         return [c]
     if peer == "norse":
-        c = Candidate("norse", "norse", "torch", "SuperSpike 1/(|x|+1)^2 [Norse default 'super']",
-                      "per-step loop, LIFBoxCell; reset before decay")
+        c = Candidate(
+            "norse",
+            "norse",
+            "torch",
+            "SuperSpike 1/(|x|+1)^2 [Norse default 'super']",
+            "per-step loop, LIFBoxCell; reset before decay",
+        )
         try:
             importlib.import_module("norse.torch")
             c.model = NorseModel(weights, beta, beta_out, device).to(device)
@@ -230,8 +243,10 @@ def _peer_candidates(peer: str, weights: list[Tensor], device: torch.device,
             impls = ["torch", "cuda", "triton"]
         else:
             impls, notes = ["auto"], notes + f"; {precision} state: its Torch reference"
-        cands = [Candidate(f"spikingjelly/{b}", "spikingjelly", b, "Sigmoid(alpha=4) [SpikingJelly default]", notes)
-                 for b in impls]
+        cands = [
+            Candidate(f"spikingjelly/{b}", "spikingjelly", b, "Sigmoid(alpha=4) [SpikingJelly default]", notes)
+            for b in impls
+        ]
         try:
             importlib.import_module("spikingjelly.activation_based.neuron")
             model = SpikingJellyModel(weights, beta, beta_out).to(device)

@@ -36,14 +36,23 @@ def device_info(device: str) -> dict[str, Any]:
     from spiketime.app.rundir import git_commit, versions
 
     info: dict[str, Any] = {
-        "device": device, "torch": torch.__version__, "cuda": torch.version.cuda, "cpu": _cpu_name(),
-        "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-        "versions": versions(), "peers": {p: _version(p) for p in PEERS}, "git_commit": git_commit(),
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cpu": _cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "versions": versions(),
+        "peers": {p: _version(p) for p in PEERS},
+        "git_commit": git_commit(),
     }
     if device == "cuda" and torch.cuda.is_available():
         i = torch.cuda.current_device()
-        info.update(gpu=torch.cuda.get_device_name(i), gpu_capability=list(torch.cuda.get_device_capability(i)),
-                    gpu_memory_bytes=torch.cuda.get_device_properties(i).total_memory)
+        info.update(
+            gpu=torch.cuda.get_device_name(i),
+            gpu_capability=list(torch.cuda.get_device_capability(i)),
+            gpu_memory_bytes=torch.cuda.get_device_properties(i).total_memory,
+        )
     return info
 
 
@@ -62,14 +71,24 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if r["status"] != "ok":
             lines.append([r["name"], str(r["T"]), f"skipped: {r['reason']}"])
             continue
-        cells = [r["name"], str(r["T"]), _f(r["ms"], ".2f"), _f(r["ratio_spiketime"], ".2f"),
-                 _f(r["ratio_floor"], ".2f"),
-                 _f(None if r["saved_bytes"] is None else r["saved_bytes"] / 2**20, ".1f"),
-                 _f(None if r["saved_bytes_per_step"] is None else r["saved_bytes_per_step"] / 2**10, ".1f")]
+        cells = [
+            r["name"],
+            str(r["T"]),
+            _f(r["ms"], ".2f"),
+            _f(r["ratio_spiketime"], ".2f"),
+            _f(r["ratio_floor"], ".2f"),
+            _f(None if r["saved_bytes"] is None else r["saved_bytes"] / 2**20, ".1f"),
+            _f(None if r["saved_bytes_per_step"] is None else r["saved_bytes_per_step"] / 2**10, ".1f"),
+        ]
         if cuda:
             cells.append(_f(None if r["cuda_peak_bytes"] is None else r["cuda_peak_bytes"] / 2**20, ".0f"))
-        cells.append("(ref)" if r["library"] == SPIKETIME else
-                     "-" if r["spike_agreement"] is None else f"{100 * r['spike_agreement']:.2f}%")
+        cells.append(
+            "(ref)"
+            if r["library"] == SPIKETIME
+            else "-"
+            if r["spike_agreement"] is None
+            else f"{100 * r['spike_agreement']:.2f}%"
+        )
         lines.append(cells)
     widths = [len(h) for h in head]
     for cells in lines:
@@ -91,7 +110,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         prev_T = r["T"]
         out.append(fmt(cells))
     if any(r["learner"] == "online" and r["library"] == SPIKETIME for r in rows):
-        out += ["", "learner online: spiketime's saved MB (KB/step) is the online learner's state (eligibility "
-                "traces, delay ring buffers, neuron states, gradient accumulators), which does not grow with T; "
-                "loss per_step; the matmul floor is BPTT's."]
+        out += [
+            "",
+            "learner online: spiketime's saved MB (KB/step) is the online learner's state (eligibility "
+            "traces, delay ring buffers, neuron states, gradient accumulators), which does not grow with T; "
+            "loss per_step; the matmul floor is BPTT's.",
+        ]
     return "\n".join(out)

@@ -17,14 +17,24 @@ from typing import Any, Literal
 
 import yaml
 
-
 from spiketime.errors import InputError, first_line  # noqa: E402  (torch-free)
 
 # A bad configuration value, file or key (message: one line). The same class as the library's InputError, so
 # that the CLI reports a bad key and a bad argument of a library call alike (one line, exit 2).
 ConfigError = InputError
-__all__ = ["ConfigError", "first_line", "Config", "DataConfig", "ModelConfig", "TrainConfig", "load", "validate",
-           "from_dict", "apply", "parse_set"]
+__all__ = [
+    "ConfigError",
+    "first_line",
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "load",
+    "validate",
+    "from_dict",
+    "apply",
+    "parse_set",
+]
 
 
 class _NotFinite(ConfigError):
@@ -44,8 +54,9 @@ class DataConfig:
     """What the network sees: a synthetic timing task (:mod:`spiketime.data.timing`), a built-in event set
     (spoken digits, event digits) or a real one read from disk; times in ms."""
 
-    task: Literal["isi", "ccisi", "coincidence", "speech_digits", "event_digits", "shd", "ssc", "nmnist",
-                  "dvs_gesture"] = "ccisi"
+    task: Literal[
+        "isi", "ccisi", "coincidence", "speech_digits", "event_digits", "shd", "ssc", "nmnist", "dvs_gesture"
+    ] = "ccisi"
     variant: Literal["rate", "timing"] = "timing"
     dt: float = 1.0
     duration: float = 100.0
@@ -88,7 +99,9 @@ class ModelConfig:
     # sigmoid(spike_steepness * (v - theta)) forward (exact gradient), swapped for H at deployment (eval --hard)
     spike: Literal["hard", "surrogate_forward"] = "hard"
     spike_steepness: float = 5.0  # steepness of the surrogate-forward sigmoid, per unit of the membrane
-    weight_bits: int | None = None  # quantisation-aware training: every weight matrix used as its symmetric b-bit version
+    weight_bits: int | None = (
+        None  # quantisation-aware training: every weight matrix used as its symmetric b-bit version
+    )
     weight_quant: Literal["per_tensor", "per_channel"] = "per_channel"  # one weight scale per matrix or output channel
     weight_scale: float = 1.0  # init std of W * (1 - beta) * sqrt(fan_in), in units of theta
     readout: Literal["li", "lif"] = "li"
@@ -131,7 +144,9 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None  # torch CPU threads (None: torch's choice); results are bit-identical only at equal counts
+    threads: int | None = (
+        None  # torch CPU threads (None: torch's choice); results are bit-identical only at equal counts
+    )
     progress: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gain_weight: float = 0.0  # model.type gamma: weight of the spike-rate (gain) loss
@@ -231,8 +246,10 @@ def apply(cfg: Config, key: str, value: Any) -> None:
     if key == "name":
         name = _coerce(key, value, str)
         if not RUN_NAME.fullmatch(name):
-            raise ConfigError(f"name: expected letters, digits and . _ - + = , @ (not starting with a dot; it names "
-                              f"the run directory runs/<timestamp>-<name>), got {name!r}")
+            raise ConfigError(
+                f"name: expected letters, digits and . _ - + = , @ (not starting with a dot; it names "
+                f"the run directory runs/<timestamp>-<name>), got {name!r}"
+            )
         cfg.name = name
         return
     cfg.explicit_keys.pop(key, None)
@@ -273,8 +290,10 @@ def validate(cfg: Config) -> Config:
     min_factor = math.exp(MIN_LOG_RATIO)  # model.bucket_factor must exceed it when buckets > 1
     d, m, t = cfg.data, cfg.model, cfg.train
     given = list(cfg.explicit_keys)
-    if m.type == "gamma" and not ("model.delays" in given and (
-            "model.type" not in given or given.index("model.delays") > given.index("model.type"))):
+    if m.type == "gamma" and not (
+        "model.delays" in given
+        and ("model.type" not in given or given.index("model.delays") > given.index("model.type"))
+    ):
         m.delays = "none"
     checks = [
         (d.dt > 0, "data.dt", "a positive time step in ms"),
@@ -286,24 +305,42 @@ def validate(cfg: Config) -> Config:
         (d.noise >= 0, "data.noise", "a rate >= 0 Hz"),
         (d.jitter >= 0, "data.jitter", "a standard deviation >= 0 ms"),
         (min(d.n_train, d.n_val, d.n_test) >= 1, "data.n_train/n_val/n_test", "at least 1 sample each"),
-        (len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden), "model.hidden", "a non-empty list of positive layer sizes"),
-        (m.delays == "none" or m.delay_max >= d.dt, "model.delay_max", f"at least data.dt ({d.dt} ms) when model.delays is {m.delays}"),
+        (
+            len(m.hidden) >= 1 and all(h >= 1 for h in m.hidden),
+            "model.hidden",
+            "a non-empty list of positive layer sizes",
+        ),
+        (
+            m.delays == "none" or m.delay_max >= d.dt,
+            "model.delay_max",
+            f"at least data.dt ({d.dt} ms) when model.delays is {m.delays}",
+        ),
         (m.delay_sigma > 0, "model.delay_sigma", "a positive width in ms"),
-        (len(m.delay_init) == 2 and 0 <= m.delay_init[0] <= m.delay_init[1] <= 1, "model.delay_init", "[lo, hi] with 0 <= lo <= hi <= 1"),
+        (
+            len(m.delay_init) == 2 and 0 <= m.delay_init[0] <= m.delay_init[1] <= 1,
+            "model.delay_init",
+            "[lo, hi] with 0 <= lo <= hi <= 1",
+        ),
         (m.tau_mem > 0, "model.tau_mem", "a positive time constant in ms"),
         (m.tau_syn is None or m.tau_syn > 0, "model.tau_syn", "null or a positive time constant in ms"),
         (m.tau_out > 0, "model.tau_out", "a positive time constant in ms"),
         (m.theta > 0, "model.theta", "a positive threshold"),
         (m.surrogate_scale is None or m.surrogate_scale > 0, "model.surrogate_scale", "null or > 0"),
         (m.spike_steepness > 0, "model.spike_steepness", "a positive sigmoid steepness"),
-        (m.spike == "hard" or m.type == "lif", "model.spike",
-         "hard with model.type gamma (surrogate-forward spikes are for LIF networks)"),
+        (
+            m.spike == "hard" or m.type == "lif",
+            "model.spike",
+            "hard with model.type gamma (surrogate-forward spikes are for LIF networks)",
+        ),
         (m.weight_bits is None or 2 <= m.weight_bits <= 16, "model.weight_bits", "null or an integer in 2..16"),
         (m.weight_bits is None or m.type == "lif", "model.weight_bits", "null with model.type gamma"),
         (t.sam_rho >= 0, "train.sam_rho", "a perturbation radius >= 0 (0: no SAM)"),
         (t.sam_rho > 0 or not t.sam_adaptive, "train.sam_adaptive", "false unless train.sam_rho > 0"),
-        (t.sam_rho == 0 or t.precision != "fp16", "train.precision",
-         "fp32 or bf16 with train.sam_rho > 0 (SAM's two gradients do not share fp16's dynamic loss scale)"),
+        (
+            t.sam_rho == 0 or t.precision != "fp16",
+            "train.precision",
+            "fp32 or bf16 with train.sam_rho > 0 (SAM's two gradients do not share fp16's dynamic loss scale)",
+        ),
         (0 < m.density <= 1, "model.density", "a fraction in (0, 1] of nonzero hidden connections"),
         (t.epochs >= 0, "train.epochs", "an integer >= 0"),
         (t.batch_size >= 1, "train.batch_size", "an integer >= 1"),
@@ -318,37 +355,71 @@ def validate(cfg: Config) -> Config:
         (t.gain_weight == 0 or m.type == "gamma", "train.gain_weight", "0 unless model.type is gamma"),
         (m.buckets >= 1, "model.buckets", "an integer >= 1"),
         (m.bucket_tau > 0, "model.bucket_tau", "a positive time constant in ms"),
-        (m.bucket_factor >= 1 and (m.buckets == 1 or m.bucket_factor > min_factor), "model.bucket_factor",
-         f"a factor > {min_factor:.4f} when model.buckets > 1 (>= 1 otherwise)"),
+        (
+            m.bucket_factor >= 1 and (m.buckets == 1 or m.bucket_factor > min_factor),
+            "model.bucket_factor",
+            f"a factor > {min_factor:.4f} when model.buckets > 1 (>= 1 otherwise)",
+        ),
         (m.sd_theta > 0, "model.sd_theta", "a positive resting threshold"),
         (m.tau_ref > 0, "model.tau_ref", "a positive time constant in ms"),
         (m.tau_th > 0, "model.tau_th", "a positive time constant in ms"),
         (m.threshold_gain >= 0, "model.threshold_gain", "a threshold multiplier >= 0"),
-        (t.learner != "gamma_online" or m.type == "gamma", "model.type",
-         "gamma with train.learner gamma_online (use train.learner online for LIF networks)"),
-        (m.type != "gamma" or t.learner != "online", "train.learner",
-         "bptt or gamma_online with model.type gamma (online is the LIF three-factor rule)"),
-        (t.learner != "gamma_online" or t.loss == "per_step", "train.loss",
-         "per_step with train.learner gamma_online (it needs a loss at every time step)"),
-        (m.type != "gamma" or m.delays == "none", "model.delays",
-         "none with model.type gamma (its buckets are the delays; leave model.delays out)"),
+        (
+            t.learner != "gamma_online" or m.type == "gamma",
+            "model.type",
+            "gamma with train.learner gamma_online (use train.learner online for LIF networks)",
+        ),
+        (
+            m.type != "gamma" or t.learner != "online",
+            "train.learner",
+            "bptt or gamma_online with model.type gamma (online is the LIF three-factor rule)",
+        ),
+        (
+            t.learner != "gamma_online" or t.loss == "per_step",
+            "train.loss",
+            "per_step with train.learner gamma_online (it needs a loss at every time step)",
+        ),
+        (
+            m.type != "gamma" or m.delays == "none",
+            "model.delays",
+            "none with model.type gamma (its buckets are the delays; leave model.delays out)",
+        ),
         (m.type != "gamma" or not m.recurrent, "model.recurrent", "false with model.type gamma (feed-forward only)"),
         (m.type != "gamma" or m.density == 1, "model.density", "1 with model.type gamma (dense layers only)"),
         (not m.conv or m.type == "gamma", "model.conv", "[] unless model.type is gamma (convolutional gamma layers)"),
-        (not m.conv or d.task in CAMERA_TASKS, "model.conv", f"[] unless data.task is a camera task ({', '.join(CAMERA_TASKS)})"),
+        (
+            not m.conv or d.task in CAMERA_TASKS,
+            "model.conv",
+            f"[] unless data.task is a camera task ({', '.join(CAMERA_TASKS)})",
+        ),
         (all(c >= 1 for c in m.conv), "model.conv", "a list of positive channel counts"),
         (m.conv_kernel >= 1 and m.conv_stride >= 1, "model.conv_kernel/conv_stride", "integers >= 1"),
-        (m.type != "gamma" or m.readout == "li", "model.readout",
-         "li with model.type gamma (its readout is a linear read of the buckets)"),
+        (
+            m.type != "gamma" or m.readout == "li",
+            "model.readout",
+            "li with model.type gamma (its readout is a linear read of the buckets)",
+        ),
         (m.type != "gamma" or t.precision == "fp32", "train.precision", "fp32 with model.type gamma"),
-        (t.learner != "online" or t.loss == "per_step", "train.loss",
-         "per_step with train.learner online (the online rule needs a loss at every time step)"),
-        (t.learner != "online" or m.readout == "li", "model.readout",
-         "li with train.learner online (the online rule needs a loss at every step on a leaky-integrator readout)"),
-        (t.learner != "online" or t.precision == "fp32", "train.precision",
-         "fp32 with train.learner online (it runs its own step-by-step fp32 forward pass)"),
-        (m.type == "gamma" or (t.loss == "spike_count") == (m.readout == "lif"), "train.loss",
-         "spike_count exactly when model.readout is lif (a spike count needs a spiking readout)"),
+        (
+            t.learner != "online" or t.loss == "per_step",
+            "train.loss",
+            "per_step with train.learner online (the online rule needs a loss at every time step)",
+        ),
+        (
+            t.learner != "online" or m.readout == "li",
+            "model.readout",
+            "li with train.learner online (the online rule needs a loss at every step on a leaky-integrator readout)",
+        ),
+        (
+            t.learner != "online" or t.precision == "fp32",
+            "train.precision",
+            "fp32 with train.learner online (it runs its own step-by-step fp32 forward pass)",
+        ),
+        (
+            m.type == "gamma" or (t.loss == "spike_count") == (m.readout == "lif"),
+            "train.loss",
+            "spike_count exactly when model.readout is lif (a spike count needs a spiking readout)",
+        ),
     ]
     for ok, key, expected in checks:
         if not ok:

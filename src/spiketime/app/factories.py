@@ -15,8 +15,11 @@ from spiketime.nn.network import SpikingNetwork
 
 Model = SpikingNetwork | GammaNetwork
 # the keyword arguments of SpikingNetwork that are model.* keys of the same name
-LIF_KEYS = tuple(n for n, p in inspect.signature(SpikingNetwork).parameters.items()
-                 if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "seed")
+LIF_KEYS = tuple(
+    n
+    for n, p in inspect.signature(SpikingNetwork).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "seed"
+)
 
 
 def lif_network(n_in: int, n_out: int, cfg: ModelConfig, dt: float, seed: int = 0) -> SpikingNetwork:
@@ -28,12 +31,27 @@ def build_model(cfg: Config, n_in: int, n_out: int) -> Model:
     """The network of ``cfg.model.type`` at time step ``cfg.data.dt``, weights seeded by ``train.seed``."""
     m = cfg.model
     if m.type == "gamma":
-        return GammaNetwork(n_in, n_out, list(m.hidden), cfg.data.dt, K=m.buckets, tau_1=m.bucket_tau,
-                            factor=m.bucket_factor, bucket_weights=m.bucket_weights, learn_taus=m.learn_bucket_tau,
-                            theta0=m.sd_theta, tau_ref=m.tau_ref, tau_th=m.tau_th, m_f=m.threshold_gain,
-                            seed=cfg.train.seed, weight_scale=m.weight_scale, conv=list(m.conv),
-                            input_shape=frame_shape(cfg.data) if m.conv else None, conv_kernel=m.conv_kernel,
-                            conv_stride=m.conv_stride)
+        return GammaNetwork(
+            n_in,
+            n_out,
+            list(m.hidden),
+            cfg.data.dt,
+            K=m.buckets,
+            tau_1=m.bucket_tau,
+            factor=m.bucket_factor,
+            bucket_weights=m.bucket_weights,
+            learn_taus=m.learn_bucket_tau,
+            theta0=m.sd_theta,
+            tau_ref=m.tau_ref,
+            tau_th=m.tau_th,
+            m_f=m.threshold_gain,
+            seed=cfg.train.seed,
+            weight_scale=m.weight_scale,
+            conv=list(m.conv),
+            input_shape=frame_shape(cfg.data) if m.conv else None,
+            conv_kernel=m.conv_kernel,
+            conv_stride=m.conv_stride,
+        )
     return lif_network(n_in, n_out, m, cfg.data.dt, seed=cfg.train.seed)
 
 

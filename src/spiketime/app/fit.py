@@ -32,12 +32,19 @@ from typing import Any
 import torch
 
 from spiketime import kernels
-from spiketime.app.checkpoints import BEST, CHECKPOINT, METRICS, load_checkpoint, load_model_state, \
-    config_differences, model_from_checkpoint
+from spiketime.app.checkpoints import (
+    BEST,
+    CHECKPOINT,
+    METRICS,
+    config_differences,
+    load_checkpoint,
+    load_model_state,
+    model_from_checkpoint,
+)
 from spiketime.app.config import Config, ConfigError, first_line
-from spiketime.app.splits import load_splits
 from spiketime.app.factories import build_model, build_optimizer, build_scaler, build_scheduler
 from spiketime.app.rundir import check_new_run, clear_run, git_commit, remove_stale_tmp, versions
+from spiketime.app.splits import load_splits
 from spiketime.data.datasets import Split, Splits
 from spiketime.errors import TrainingDiverged
 from spiketime.files import torch_save_atomic, write_json, write_yaml
@@ -49,9 +56,16 @@ from spiketime.progress import EpochMonitor, n_batches, progress_bar, status
 DIVERGED_HINT = "lower train.lr"
 
 
-def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split, cfg: Config, epoch: int,
-                scaler: torch.amp.GradScaler | None = None, world: World | None = None,
-                progress: bool = False) -> float:
+def train_epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: Split,
+    cfg: Config,
+    epoch: int,
+    scaler: torch.amp.GradScaler | None = None,
+    world: World | None = None,
+    progress: bool = False,
+) -> float:
     """One epoch of ``train.learner`` over ``data`` in the batch order of ``(train.seed, epoch)``; returns the
     mean training loss over all samples. A nan/inf batch loss raises :class:`TrainingDiverged` (epoch, batch)
     before the optimiser steps with it (under torchrun: the global batch's, so every rank stops alike).
@@ -70,8 +84,15 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
     if t.learner == "online":
         from spiketime.learning.online import OnlineLearner
 
-        learner = OnlineLearner(net, feedback=t.feedback, update_every=t.update_every, seed=t.seed, optimizer=opt,
-                                grad_clip=t.grad_clip, sam=sam)
+        learner = OnlineLearner(
+            net,
+            feedback=t.feedback,
+            update_every=t.update_every,
+            seed=t.seed,
+            optimizer=opt,
+            grad_clip=t.grad_clip,
+            sam=sam,
+        )
     elif t.learner == "gamma_online":
         if t.loss != "per_step":
             raise ConfigError("train.loss: expected per_step with train.learner gamma_online")
@@ -84,26 +105,41 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, data: Split,
             batch_sum = learner.run(x, y, monitor=monitor).loss_sum
         elif t.learner == "gamma_online":
             x, y = time_major(data.x[idx], device), data.y[idx].to(device)
-            batch_sum = run_sequence(net, x, y, t.gain_weight, t.update_every, opt, t.grad_clip, t.sam_rho,
-                                     t.sam_adaptive, monitor)[0]
+            batch_sum = run_sequence(
+                net, x, y, t.gain_weight, t.update_every, opt, t.grad_clip, t.sam_rho, t.sam_adaptive, monitor
+            )[0]
         else:
             mine = rank_slice(idx, world)
             x, y = time_major(data.x[mine], device), data.y[mine].to(device)
-            batch_sum = len(idx) * bptt_step(model, x, y, opt, t.loss, gain_weight=t.gain_weight,
-                                             grad_clip=t.grad_clip, sam=sam, scaler=scaler, precision=t.precision,
-                                             world=world, global_batch=len(idx), check=monitor.check)
+            batch_sum = len(idx) * bptt_step(
+                model,
+                x,
+                y,
+                opt,
+                t.loss,
+                gain_weight=t.gain_weight,
+                grad_clip=t.grad_clip,
+                sam=sam,
+                scaler=scaler,
+                precision=t.precision,
+                world=world,
+                global_batch=len(idx),
+                check=monitor.check,
+            )
         total += batch_sum
         monitor.done(batch_sum, len(idx))
     if t.learner == "online":
         learner.release()
     return epoch_mean_loss(total, len(data), epoch)
 
+
 def default_out(cfg: Config) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name}"
 
 
-def fit(cfg: Config, out: Path, resume: bool = False, command: str | None = None,
-        overwrite: bool = False) -> dict[str, Any]:
+def fit(
+    cfg: Config, out: Path, resume: bool = False, command: str | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """Train ``cfg`` into run directory ``out`` (continuing its checkpoint when ``resume``).
 
     A folder that holds another run is refused unless ``resume`` or ``overwrite`` (which removes that run's files
@@ -144,23 +180,29 @@ def _resume_state(out: Path, cfg: Config, n_in: int, n_out: int) -> dict[str, An
     if not {"optimizer", "state"} <= set(ckpt):
         raise ConfigError(f"{path}: holds no training state (optimizer, state): not a checkpoint to resume from")
     diffs = config_differences(ckpt["config"], cfg.to_dict(), ("model",))
-    dims = [f"{k}: {a} vs {b}" for k, a, b in (("inputs", ckpt["n_in"], n_in), ("classes", ckpt["n_out"], n_out))
-            if a != b]
+    dims = [
+        f"{k}: {a} vs {b}" for k, a, b in (("inputs", ckpt["n_in"], n_in), ("classes", ckpt["n_out"], n_out)) if a != b
+    ]
     if diffs or dims:
         shown = (diffs + dims)[:3]
         more = len(diffs) + len(dims) - len(shown)
-        raise ConfigError(f"{path}: holds another model than {out / 'config.yaml'} describes (checkpoint vs config: "
-                          f"{'; '.join(shown)}{f'; and {more} more' if more else ''})")
+        raise ConfigError(
+            f"{path}: holds another model than {out / 'config.yaml'} describes (checkpoint vs config: "
+            f"{'; '.join(shown)}{f'; and {more} more' if more else ''})"
+        )
     return ckpt
 
 
-def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World,
-         overwrite: bool = False) -> dict[str, Any]:
+def _fit(
+    cfg: Config, out: Path, resume: bool, command: str | None, world: World, overwrite: bool = False
+) -> dict[str, Any]:
     t = cfg.train
     device = world.device
     if t.learner in ("online", "gamma_online") and world.active:
-        raise ConfigError(f"train.learner: {t.learner} runs in one process, not under torchrun (its optimiser "
-                          "steps inside each sequence, with no gradient all-reduce)")
+        raise ConfigError(
+            f"train.learner: {t.learner} runs in one process, not under torchrun (its optimiser "
+            "steps inside each sequence, with no gradient all-reduce)"
+        )
     torch.manual_seed(t.seed)
     kernels.reset_ops_used()  # metrics.json's kernels.ops_used: what this run used
     splits = load_splits(cfg.data, progress=t.progress and world.is_main)  # data errors come before the run dir
@@ -183,8 +225,9 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
         try:
             opt.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, RuntimeError) as e:
-            raise ConfigError(f"{out / CHECKPOINT}: its optimiser state does not fit the model "
-                              f"({first_line(e)})") from None
+            raise ConfigError(
+                f"{out / CHECKPOINT}: its optimiser state does not fit the model ({first_line(e)})"
+            ) from None
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
         if scaler.is_enabled() and ckpt.get("scaler"):
@@ -200,8 +243,9 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
         from spiketime.kernels.cpu import prepare
 
         prepare(show)  # a first use compiles the C kernels: say so, before the bars
-    bar = progress_bar(show, cfg.name, t.epochs, "epoch", iterable=range(state["epoch"], t.epochs),
-                       initial=state["epoch"])
+    bar = progress_bar(
+        show, cfg.name, t.epochs, "epoch", iterable=range(state["epoch"], t.epochs), initial=state["epoch"]
+    )
     for epoch in bar:
         if t.early_stop and state["bad_epochs"] >= t.patience:
             break
@@ -209,12 +253,27 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
         train_loss = train_epoch(ddp, opt, splits.train, cfg, epoch, scaler, world, progress=show)
         if sched is not None:
             sched.step()
-        val = evaluate(model, splits.val, t.loss, device=device, precision=t.precision, world=world, progress=show,
-                       desc="validation")
+        val = evaluate(
+            model,
+            splits.val,
+            t.loss,
+            device=device,
+            precision=t.precision,
+            world=world,
+            progress=show,
+            desc="validation",
+        )
         seconds = time.perf_counter() - start
         state["train_seconds"] += seconds
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val["loss"],
-                                 "val_accuracy": val["accuracy"], "seconds": seconds})
+        state["history"].append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "seconds": seconds,
+            }
+        )
         improved = val["accuracy"] > state["best_val"]
         if improved:
             state.update(best_val=val["accuracy"], best_epoch=epoch + 1, bad_epochs=0)
@@ -225,10 +284,16 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
             common = {"config": cfg.to_dict(), "n_in": n_in, "n_out": n_out, "model": model.state_dict()}
             if improved:
                 torch_save_atomic({**common, "epoch": epoch + 1, "val_accuracy": val["accuracy"]}, out / BEST)
-            torch_save_atomic({**common, "optimizer": opt.state_dict(),
-                               "scheduler": sched.state_dict() if sched is not None else None,
-                               "scaler": scaler.state_dict() if scaler.is_enabled() else None, "state": state},
-                              out / CHECKPOINT)
+            torch_save_atomic(
+                {
+                    **common,
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "state": state,
+                },
+                out / CHECKPOINT,
+            )
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val['accuracy']:.3f}", best=f"{state['best_val']:.3f}")
     bar.close()
     stopped_early = t.early_stop and state["bad_epochs"] >= t.patience and state["epoch"] < t.epochs
@@ -236,8 +301,15 @@ def _fit(cfg: Config, out: Path, resume: bool, command: str | None, world: World
     return broadcast(metrics, world)
 
 
-def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stopped_early: bool, command: str,
-             world: World | None = None) -> dict[str, Any]:
+def finalize(
+    cfg: Config,
+    out: Path,
+    splits: Splits,
+    state: dict[str, Any],
+    stopped_early: bool,
+    command: str,
+    world: World | None = None,
+) -> dict[str, Any]:
     """Evaluate the best-validation model on the test split; write metrics.json, plots and report.md
     (call on rank 0 only under torchrun; ``world`` gives the device and the recorded ``world_size``)."""
     from spiketime.app.report import write_plots, write_report
@@ -252,10 +324,10 @@ def finalize(cfg: Config, out: Path, splits: Splits, state: dict[str, Any], stop
     model.to(device)
     show = t.progress and world.is_main
     status(show, f"{cfg.name}: evaluating the best-validation model (epoch {state['best_epoch']})")
-    val = evaluate(model, splits.val, t.loss, device=device, precision=t.precision, progress=show,
-                   desc="validation split")
-    test = evaluate(model, splits.test, t.loss, device=device, precision=t.precision, progress=show,
-                    desc="test split")
+    val = evaluate(
+        model, splits.val, t.loss, device=device, precision=t.precision, progress=show, desc="validation split"
+    )
+    test = evaluate(model, splits.test, t.loss, device=device, precision=t.precision, progress=show, desc="test split")
     metrics = {
         "test_accuracy": test["accuracy"],
         "val_accuracy": val["accuracy"],
@@ -294,8 +366,15 @@ def run_baseline(cfg: Config, out: Path, progress: bool = True) -> dict[str, Any
     s = load_splits(cfg.data, progress)
     res = count_baseline((s.train.x, s.train.y), (s.val.x, s.val.y), (s.test.x, s.test.y), seed=cfg.train.seed)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {**res, "model": "logistic regression on per-channel spike counts", "num_classes": s.num_classes,
-               "chance": 1.0 / s.num_classes, "seed": cfg.train.seed, "config": cfg.to_dict(),
-               "versions": versions(), "git_commit": git_commit()}
+    metrics = {
+        **res,
+        "model": "logistic regression on per-channel spike counts",
+        "num_classes": s.num_classes,
+        "chance": 1.0 / s.num_classes,
+        "seed": cfg.train.seed,
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
     write_json(out / METRICS, metrics)
     return metrics

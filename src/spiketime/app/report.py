@@ -10,15 +10,17 @@ import torch
 from spiketime.app.config import TIMING_TASKS, Config
 from spiketime.data.datasets import Splits
 from spiketime.evaluate.plots import plot_delay_histogram, plot_learning_curves, plot_raster
+from spiketime.files import atomic_write_text
 from spiketime.nn.gamma import GammaNetwork
 from spiketime.nn.network import SpikingNetwork
-from spiketime.files import atomic_write_text
 
 PLOTS = {"learning_curves": "learning_curves.png", "raster": "raster.png", "delays": "delays.png"}
 
 
 @torch.no_grad()
-def write_plots(model: SpikingNetwork | GammaNetwork, splits: Splits, cfg: Config, history: list[dict], out: Path) -> None:
+def write_plots(
+    model: SpikingNetwork | GammaNetwork, splits: Splits, cfg: Config, history: list[dict], out: Path
+) -> None:
     """Learning curves, a spike raster of the first test sample per layer, histogram of learned delays."""
     model.eval().cpu()
     plot_learning_curves(history, out / PLOTS["learning_curves"])
@@ -39,18 +41,29 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
     """A short markdown report: what was trained, the results, the command that reproduces it."""
     c = metrics["config"]
     d, m, t = c["data"], c["model"], c["train"]
-    delays = "no delays" if m["delays"] == "none" else f"learnable {m['delays']} delays (<= {m['delay_max']} ms, {m['delay_mode']} gradient)"
+    delays = (
+        "no delays"
+        if m["delays"] == "none"
+        else f"learnable {m['delays']} delays (<= {m['delay_max']} ms, {m['delay_mode']} gradient)"
+    )
     gamma = m.get("type", "lif") == "gamma"
     conv = [f"conv{ch}" for ch in m.get("conv", [])] if gamma else []
     sizes = "-".join(map(str, [metrics.get("inputs", d["channels"]), *conv, *m["hidden"], metrics["num_classes"]]))
     if gamma:
-        what = (f"a SpikingGamma network {sizes} ({m['buckets']} gamma buckets from {m['bucket_tau']} ms, factor "
-                f"{m['bucket_factor']}{' learnable' if m['learn_bucket_tau'] else ' fixed'}, sigma-delta neurons)")
+        what = (
+            f"a SpikingGamma network {sizes} ({m['buckets']} gamma buckets from {m['bucket_tau']} ms, factor "
+            f"{m['bucket_factor']}{' learnable' if m['learn_bucket_tau'] else ' fixed'}, sigma-delta neurons)"
+        )
     else:
-        what = (f"a LIF network {sizes} ({m['readout'].upper()} readout, {delays}, tau_mem {m['tau_mem']} ms"
-                f"{' learnable' if m['learn_tau'] else ' fixed'})")
-    task = (f"the {d['variant']} variant of the {d['task'].upper()} task" if d["task"] in TIMING_TASKS
-            else f"the {d['task']} data")
+        what = (
+            f"a LIF network {sizes} ({m['readout'].upper()} readout, {delays}, tau_mem {m['tau_mem']} ms"
+            f"{' learnable' if m['learn_tau'] else ' fixed'})"
+        )
+    task = (
+        f"the {d['variant']} variant of the {d['task'].upper()} task"
+        if d["task"] in TIMING_TASKS
+        else f"the {d['task']} data"
+    )
     lines = [
         f"# {c['name']}",
         "",
@@ -64,8 +77,11 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
         f"| chance | {metrics['chance']:.4f} |",
         f"| epochs run (best) | {metrics['epochs']} ({metrics['best_epoch']}) |",
         f"| training time | {metrics['train_seconds']:.1f} s |",
-        *([f"| hidden spikes per test sample | {metrics['spikes_per_sample']:.1f} |"]
-          if "spikes_per_sample" in metrics else []),  # absent from runs made before it was recorded
+        *(
+            [f"| hidden spikes per test sample | {metrics['spikes_per_sample']:.1f} |"]
+            if "spikes_per_sample" in metrics
+            else []
+        ),  # absent from runs made before it was recorded
         "",
         f"![learning curves]({PLOTS['learning_curves']})",
         f"![spike raster]({PLOTS['raster']})",

@@ -30,8 +30,10 @@ def frame_shape(cfg: DataConfig) -> tuple[int, int, int]:
     """``(polarities, H', W')`` of one binned frame of camera task ``cfg.task`` after ``data.pool``: the
     ``data.channels`` inputs are this image flattened (:func:`spiketime.data.frames.bin_events`)."""
     if cfg.task not in CAMERA_SENSORS:
-        raise ConfigError(f"data.task: expected a camera task ({', '.join(CAMERA_SENSORS)}) for a convolutional "
-                          f"model, got {cfg.task!r}")
+        raise ConfigError(
+            f"data.task: expected a camera task ({', '.join(CAMERA_SENSORS)}) for a convolutional "
+            f"model, got {cfg.task!r}"
+        )
     w, h, p = CAMERA_SENSORS[cfg.task]
     return p, -(-h // cfg.pool), -(-w // cfg.pool)
 
@@ -128,8 +130,14 @@ def to_split(cfg: DataConfig, es: EventSet, idx: np.ndarray | None, split: str) 
     labels = es.labels if idx is None else es.labels[idx]
     one_d = len(es.sensor_size) == 1
     try:
-        x, mask = bin_events(events, es.sensor_size, dt_ms=cfg.dt, duration_ms=cfg.duration,
-                             channels=cfg.channels if one_d else None, pool=1 if one_d else cfg.pool)
+        x, mask = bin_events(
+            events,
+            es.sensor_size,
+            dt_ms=cfg.dt,
+            duration_ms=cfg.duration,
+            channels=cfg.channels if one_d else None,
+            pool=1 if one_d else cfg.pool,
+        )
     except ValueError as e:
         raise ConfigError(f"data.{'channels' if one_d else 'pool'}: {e}") from None
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
@@ -170,9 +178,18 @@ def make_split(cfg: DataConfig, split: str, progress: bool = True) -> Split:
 
     n = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}[split]
     try:
-        x, y = generate(cfg.task, cfg.variant, n_samples=n, channels=cfg.channels, duration=cfg.duration,
-                        dt=cfg.dt, num_classes=cfg.num_classes, noise=cfg.noise, jitter=cfg.jitter,
-                        seed=split_seed(cfg.seed, split))
+        x, y = generate(
+            cfg.task,
+            cfg.variant,
+            n_samples=n,
+            channels=cfg.channels,
+            duration=cfg.duration,
+            dt=cfg.dt,
+            num_classes=cfg.num_classes,
+            noise=cfg.noise,
+            jitter=cfg.jitter,
+            seed=split_seed(cfg.seed, split),
+        )
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
     return Split(x, y)

@@ -40,9 +40,9 @@ from typing import Any
 import yaml
 
 from spiketime.app.config import Config, ConfigError, apply, first_line, from_dict, validate
-from spiketime.progress import progress_bar
 from spiketime.app.rundir import ERROR_FILE, check_out_dir
 from spiketime.files import atomic_write_text
+from spiketime.progress import progress_bar
 
 COMMANDS = ("train", "baseline")
 EXECUTORS = ("local", "ray")
@@ -107,8 +107,15 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     slugs = [_slug(str(n)) for n in methods]
     if len(set(slugs)) != len(slugs):
         raise ConfigError(f"{p}: method names must differ in more than case and punctuation")
-    return {"name": raw.get("name", p.stem), "base": base, "grid": grid, "methods": methods, "seeds": seeds,
-            "seed_keys": seed_keys, "path": p}
+    return {
+        "name": raw.get("name", p.stem),
+        "base": base,
+        "grid": grid,
+        "methods": methods,
+        "seeds": seeds,
+        "seed_keys": seed_keys,
+        "path": p,
+    }
 
 
 def expand(sweep: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,8 +134,16 @@ def expand(sweep: dict[str, Any]) -> list[dict[str, Any]]:
                     apply(cfg, k, seed)
                 cfg.name = f"{_slug(row_name)}__{_slug(method)}__seed{seed}"
                 cfg.train.progress = False
-                runs.append({"row": row_name, "method": method, "seed": seed, "command": spec["command"],
-                             "config": validate(cfg).to_dict(), "name": cfg.name})
+                runs.append(
+                    {
+                        "row": row_name,
+                        "method": method,
+                        "seed": seed,
+                        "command": spec["command"],
+                        "config": validate(cfg).to_dict(),
+                        "name": cfg.name,
+                    }
+                )
     return runs
 
 
@@ -148,9 +163,16 @@ def _execute(run: dict[str, Any], out: str, threads: int) -> dict[str, Any]:
     return fit(cfg, run_dir, resume=True, command=f"spiketime train --config {run_dir / 'config.yaml'}")
 
 
-def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, markdown: str | Path | None = None,
-              executor: str = "local", cpus_per_run: float = 1, ray_address: str | None = None,
-              collect: bool = False) -> Path:
+def run_sweep(
+    path: str | Path,
+    out: str | Path | None = None,
+    jobs: int = 1,
+    markdown: str | Path | None = None,
+    executor: str = "local",
+    cpus_per_run: float = 1,
+    ray_address: str | None = None,
+    collect: bool = False,
+) -> Path:
     """Run the sweep's unfinished runs and write ``results.csv`` and ``table.md``; ``collect``: run nothing,
     tabulate the runs already finished (a cell with fewer seeds than the sweep's says ``(n=k)``)."""
     if executor not in EXECUTORS:
@@ -179,8 +201,9 @@ def run_sweep(path: str | Path, out: str | Path | None = None, jobs: int = 1, ma
             finished = _ray_runs(ray, todo, str(out.resolve()), cpus_per_run)
         else:
             finished = _local_runs(todo, str(out), jobs)
-        with progress_bar(not collect, f"sweep {sweep['name']}", len(runs), "run",
-                          initial=len(runs) - len(todo)) as bar:
+        with progress_bar(
+            not collect, f"sweep {sweep['name']}", len(runs), "run", initial=len(runs) - len(todo)
+        ) as bar:
             try:
                 for run, result in finished:
                     if isinstance(result, BaseException):
@@ -285,8 +308,10 @@ def _fail(run: dict[str, Any], error: BaseException, out: Path) -> None:
     first = first_line(cause)
     if isinstance(cause, ConfigError):
         raise ConfigError(f"sweep run {run['name']}: {first}") from None
-    raise RunFailed(f"sweep run {run['name']} failed: {type(cause).__name__}"
-                    f"{': ' + first if first else ''} (traceback in {run_dir / ERROR_FILE})") from None
+    raise RunFailed(
+        f"sweep run {run['name']} failed: {type(cause).__name__}"
+        f"{': ' + first if first else ''} (traceback in {run_dir / ERROR_FILE})"
+    ) from None
 
 
 def _mean_std(values: list[float]) -> str:
@@ -296,8 +321,13 @@ def _mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
 
 
-def write_results(sweep: dict[str, Any], runs: list[dict[str, Any]], results: dict[str, dict[str, Any]],
-                  out: Path, markdown: str | Path | None) -> None:
+def write_results(
+    sweep: dict[str, Any],
+    runs: list[dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    out: Path,
+    markdown: str | Path | None,
+) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["row", "method", "seed", "test_accuracy", "val_accuracy", "chance", "epochs", "train_seconds"])
@@ -305,8 +335,18 @@ def write_results(sweep: dict[str, Any], runs: list[dict[str, Any]], results: di
     n_seeds = len(sweep["seeds"])
     for r in runs:
         m = results[r["name"]]
-        w.writerow([r["row"], r["method"], r["seed"], m["test_accuracy"], m["val_accuracy"],
-                    1.0 / m["num_classes"], m.get("epochs", ""), m.get("train_seconds", "")])
+        w.writerow(
+            [
+                r["row"],
+                r["method"],
+                r["seed"],
+                m["test_accuracy"],
+                m["val_accuracy"],
+                1.0 / m["num_classes"],
+                m.get("epochs", ""),
+                m.get("train_seconds", ""),
+            ]
+        )
     atomic_write_text(out / "results.csv", buf.getvalue())
     rows = list(dict.fromkeys(r["row"] for r in runs))
     methods = list(sweep["methods"])

@@ -88,7 +88,7 @@ def erb_space(f_min: float, f_max: float, n: int) -> np.ndarray:
     return erb_rate_inv(np.linspace(erb_rate(f_min), erb_rate(f_max), n))
 
 
-def channel_of(f: float, config: "CochleaConfig | None" = None) -> float:
+def channel_of(f: float, config: CochleaConfig | None = None) -> float:
     """The (fractional) channel index whose centre frequency is ``f`` (inverse of the ERB spacing)."""
     c = config or CochleaConfig()
     e0, e1 = erb_rate(c.f_min), erb_rate(c.f_max)
@@ -99,25 +99,25 @@ def channel_of(f: float, config: "CochleaConfig | None" = None) -> float:
 class CochleaConfig:
     """Parameters of :class:`Cochlea` (symbols as in the module docstring)."""
 
-    n_channels: int = 700          # C
-    f_min: float = 50.0            # Hz, lowest centre frequency
-    f_max: float = 8000.0          # Hz, highest centre frequency
-    fs: float = 22050.0            # Hz, internal sample rate (input is resampled to it)
-    order: int = 4                 # N, gammatone order
-    bandwidth: float = 1.019       # b_c / ERB(f_c)
-    middle_ear_hz: float = 300.0   # f_me
-    decimate: int = 4              # D, hair-cell signal rate fs / D
-    ihc_cutoff: float = 1000.0     # f_ihc, Hz
-    threshold_db: float = -60.0    # θ_0, dB re full scale
-    compression: float = 0.5       # p
-    adapt_tau: float = 0.05        # τ_a, s
-    adapt_strength: float = 0.4    # α
-    half_rate: float = 3.0         # K
-    max_rate: float = 250.0        # r_max, spikes/s
-    gamma_shape: float = 3.0       # κ
-    refractory: float = 1e-3       # t_ref, s
-    pad: float = 0.05              # s of zeros appended before the FFT (filter ring-out)
-    block: int = 4096              # FFT sizes are multiples of this (so the filter cache is reused)
+    n_channels: int = 700  # C
+    f_min: float = 50.0  # Hz, lowest centre frequency
+    f_max: float = 8000.0  # Hz, highest centre frequency
+    fs: float = 22050.0  # Hz, internal sample rate (input is resampled to it)
+    order: int = 4  # N, gammatone order
+    bandwidth: float = 1.019  # b_c / ERB(f_c)
+    middle_ear_hz: float = 300.0  # f_me
+    decimate: int = 4  # D, hair-cell signal rate fs / D
+    ihc_cutoff: float = 1000.0  # f_ihc, Hz
+    threshold_db: float = -60.0  # θ_0, dB re full scale
+    compression: float = 0.5  # p
+    adapt_tau: float = 0.05  # τ_a, s
+    adapt_strength: float = 0.4  # α
+    half_rate: float = 3.0  # K
+    max_rate: float = 250.0  # r_max, spikes/s
+    gamma_shape: float = 3.0  # κ
+    refractory: float = 1e-3  # t_ref, s
+    pad: float = 0.05  # s of zeros appended before the FFT (filter ring-out)
+    block: int = 4096  # FFT sizes are multiples of this (so the filter cache is reused)
 
 
 class Cochlea:
@@ -177,7 +177,7 @@ class Cochlea:
         for _ in range(c.order - 1):
             g *= w
         fm = np.abs(f) / c.middle_ear_hz
-        g *= np.sqrt(fm ** 2 / (1.0 + fm ** 2)).astype(np.float32)
+        g *= np.sqrt(fm**2 / (1.0 + fm**2)).astype(np.float32)
         return g
 
     def _filters(self, n: int) -> tuple[list[Any], np.ndarray]:
@@ -239,14 +239,14 @@ class Cochlea:
             if d:
                 nd = n // d
                 y = fft.irfft(g * X[None, : nd // 2 + 1], nd, axis=1)
-                np.maximum(y, 0.0, out=y)                      # half-wave rectification
+                np.maximum(y, 0.0, out=y)  # half-wave rectification
                 R = fft.rfft(y, axis=1)[:, : m // 2 + 1]
                 del y
-                R *= h * np.float32(d / c.decimate)            # hair-cell low-pass, decimation to fs / D
+                R *= h * np.float32(d / c.decimate)  # hair-cell low-pass, decimation to fs / D
             else:
                 idx, g = g
                 z = fft.ifft(X[idx] * g, axis=1)
-                R = fft.rfft(np.abs(z), axis=1)                # envelope |z| / π
+                R = fft.rfft(np.abs(z), axis=1)  # envelope |z| / π
                 R *= h
             out[a:b] = fft.irfft(R, m, axis=1)
         t = min(m, -(-int(np.ceil(len(x) / c.decimate)) // block) * block)
@@ -255,8 +255,9 @@ class Cochlea:
     def hair_cell(self, audio: np.ndarray, fs: float) -> np.ndarray:
         """Stages 1-3: the hair-cell signal ``h`` (C, T) at ``fs / D``, ``T = ceil(duration · fs / D)``."""
         c = self.config
-        return self._hair_cell(audio, fs)[:, : int(np.ceil(len(audio) * c.fs / fs / c.decimate))] \
-            * np.float32(10 ** (c.threshold_db / 20))
+        return self._hair_cell(audio, fs)[:, : int(np.ceil(len(audio) * c.fs / fs / c.decimate))] * np.float32(
+            10 ** (c.threshold_db / 20)
+        )
 
     def rates(self, audio: np.ndarray, fs: float) -> np.ndarray:
         """Stages 1-6: instantaneous firing rates ``λ`` (C, T) in spikes/s at ``fs / D``.
@@ -273,12 +274,12 @@ class Cochlea:
         c = self.config
         hc = self._hair_cell(audio, fs, block=_BLOCK)
         C, T = hc.shape
-        u = np.maximum(hc, np.float32(1.0), out=np.empty((C, T), np.float32))   # max(h / h_0, 1)
+        u = np.maximum(hc, np.float32(1.0), out=np.empty((C, T), np.float32))  # max(h / h_0, 1)
         if c.compression == 0.5:
             np.sqrt(u, out=u)
         else:
             np.power(u, np.float32(c.compression), out=u)
-        u -= np.float32(1.0)                                   # u^+ = max(q - 1, 0)
+        u -= np.float32(1.0)  # u^+ = max(q - 1, 0)
         nb = T // _BLOCK
         if c.adapt_strength > 0 and nb > 1:
             from scipy.signal import lfilter
@@ -289,28 +290,37 @@ class Cochlea:
             # a_j = (1 - k) a_{j-1} + k mean_j, scaled by α (mean is a block sum: / B)
             a = lfilter([k * c.adapt_strength / _BLOCK], [1.0, k - 1.0], mean[:, :-1], axis=1)
             ub[:, 1:] -= a.astype(np.float32)[:, :, None]
-            np.maximum(u, np.float32(0.0), out=u)               # v
+            np.maximum(u, np.float32(0.0), out=u)  # v
         den = u + np.float32(c.half_rate)
-        u /= den                                                 # v / (v + K)
+        u /= den  # v / (v + K)
         return u
 
-    def encode(self, audio: np.ndarray, fs: float, *, seed: int | np.random.Generator | None = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, audio: np.ndarray, fs: float, *, seed: int | np.random.Generator | None = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Spikes for ``audio`` at ``fs`` Hz: ``(times, units)``, times in seconds (float64, ascending,
         within the input's duration), units in ``0..C-1`` (int64). ``seed`` drives the threshold noise."""
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         drive = self._drive(audio, fs)  # λ / r_max: r_max goes into the time step
         c = self.config
-        t, u = spikes_from_rates(drive, c.max_rate / self.fs_out, rng, shape=c.gamma_shape,
-                                 refractory=c.refractory * c.max_rate)  # times in units of 1 / r_max
+        t, u = spikes_from_rates(
+            drive, c.max_rate / self.fs_out, rng, shape=c.gamma_shape, refractory=c.refractory * c.max_rate
+        )  # times in units of 1 / r_max
         t /= c.max_rate
         dur = len(audio) / fs
         keep = t <= dur
         return t[keep], u[keep]
 
 
-def spikes_from_rates(lam: np.ndarray, dt: float, rng: np.random.Generator, *, shape: float = 3.0,
-                      refractory: float = 1e-3, block: int = _BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def spikes_from_rates(
+    lam: np.ndarray,
+    dt: float,
+    rng: np.random.Generator,
+    *,
+    shape: float = 3.0,
+    refractory: float = 1e-3,
+    block: int = _BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
     """Stage 7 for rates ``lam`` (C, T) held constant over samples of ``dt`` s: integrate-and-fire with
     Gamma thresholds.
 
@@ -331,7 +341,7 @@ def spikes_from_rates(lam: np.ndarray, dt: float, rng: np.random.Generator, *, s
     nb = T // block
     lb = lam.reshape(C, nb, block)
     cum = np.cumsum(np.einsum("cbk->cb", lb), axis=1, dtype=np.float64)
-    cum *= dt                                                  # Λ at block ends
+    cum *= dt  # Λ at block ends
     total = cum[:, -1].copy()
     # enough thresholds per channel to pass Λ(end) with overwhelming probability
     need = np.ceil(total + 6.0 * np.sqrt(total / shape + 1.0) + 2.0).astype(np.int64)
@@ -352,10 +362,10 @@ def spikes_from_rates(lam: np.ndarray, dt: float, rng: np.random.Generator, *, s
     offset = np.concatenate([[0.0], np.cumsum(total + 1.0)[:-1]])
     cum += offset[:, None]
     idx = np.searchsorted(cum.ravel(), cs + offset[chan], side="left")
-    b = idx - chan * nb                                        # block of the crossing
+    b = idx - chan * nb  # block of the crossing
     before = np.where(b > 0, cum.ravel()[np.maximum(idx - 1, 0)] - offset[chan], 0.0)
-    rem = cs - before                                          # still to integrate inside block b
-    vals = lb[chan, b].astype(np.float64) * dt                 # (spikes, block)
+    rem = cs - before  # still to integrate inside block b
+    vals = lb[chan, b].astype(np.float64) * dt  # (spikes, block)
     inner = np.cumsum(vals, axis=1)
     j = np.minimum((inner < rem[:, None]).sum(axis=1), block - 1)
     prev = np.where(j > 0, inner[np.arange(len(j)), np.maximum(j - 1, 0)], 0.0)
@@ -371,8 +381,9 @@ def spikes_from_rates(lam: np.ndarray, dt: float, rng: np.random.Generator, *, s
     return times[order], chan[order].astype(np.int64)
 
 
-def encode(audio: np.ndarray, fs: float, *, seed: int | np.random.Generator | None = 0,
-           config: CochleaConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    audio: np.ndarray, fs: float, *, seed: int | np.random.Generator | None = 0, config: CochleaConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Spikes of ``audio`` (mono, ``fs`` Hz) with a new :class:`Cochlea` of ``config`` (see
     :meth:`Cochlea.encode`); to encode many signals, make one :class:`Cochlea` and reuse it."""
     return Cochlea(config).encode(audio, fs, seed=seed)

@@ -4,17 +4,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from spiketime.data.events import (
+    _POLARITY_DTYPE,
+    AEDAT31_VERSION_LINE,
+    AEDAT_END_HEADER,
+    AEDAT_PACKET_HEADER,
+    DVS128_SENSOR,
+    DVS_GESTURE_CLASSES,
+    EVENTS_2D,
+    DataFormatError,
+    EventSet,
+    _read_bytes,
+)
 from spiketime.files import atomic_write_bytes
-
-from spiketime.data.events import (EVENTS_2D, DVS128_SENSOR, AEDAT31_VERSION_LINE, AEDAT_END_HEADER,
-                                   AEDAT_PACKET_HEADER, DVS_GESTURE_CLASSES, _POLARITY_DTYPE, DataFormatError,
-                                   EventSet, _read_bytes)
-
 
 # ----------------------------------------------------------------------------------- DVS128 Gesture (AEDAT 3.1)
 
@@ -28,11 +35,20 @@ def encode_aedat31(events: np.ndarray, *, packet_size: int = 4096, source: str =
     for f in ("x", "y"):
         if len(t) and (events[f].min() < 0 or events[f].max() >= 1 << 15):
             raise ValueError(f"AEDAT {f} must lie in [0, 2**15)")
-    header = (AEDAT31_VERSION_LINE + b"#Format: RAW\r\n" + f"#Source 0: {source}\r\n".encode()
-              + b"#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n" + AEDAT_END_HEADER)
+    header = (
+        AEDAT31_VERSION_LINE
+        + b"#Format: RAW\r\n"
+        + f"#Source 0: {source}\r\n".encode()
+        + b"#Start-Time: 2017-01-01 00:00:00 (TZ+0000)\r\n"
+        + AEDAT_END_HEADER
+    )
     body = np.empty(len(t), dtype=_POLARITY_DTYPE)
-    body["data"] = ((events["x"].astype(np.uint32) << 17) | (events["y"].astype(np.uint32) << 2)
-                    | (events["p"].astype(np.uint32) << 1) | 1)
+    body["data"] = (
+        (events["x"].astype(np.uint32) << 17)
+        | (events["y"].astype(np.uint32) << 2)
+        | (events["p"].astype(np.uint32) << 1)
+        | 1
+    )
     body["ts"] = (t & 0x7FFFFFFF).astype(np.int32)
     overflow = t >> 31
     starts = [0] + [int(i) + 1 for i in np.flatnonzero(np.diff(overflow))] + [len(t)]
@@ -80,21 +96,30 @@ def decode_aedat31(data: bytes, name: str = "<bytes>", sensor_size: tuple[int, .
             raise DataFormatError(f"{name}: byte {pos}: truncated packet header ({size - pos} of 28 bytes)")
         etype, _src, esize, ts_off, ts_ovf, _cap, number, valid = AEDAT_PACKET_HEADER.unpack_from(data, pos)
         if etype < 0:
-            raise DataFormatError(f"{name}: byte {pos}: compressed packet (eventType {etype & 0xFFFF:#06x}), only "
-                                  f"the RAW format is supported")
+            raise DataFormatError(
+                f"{name}: byte {pos}: compressed packet (eventType {etype & 0xFFFF:#06x}), only "
+                f"the RAW format is supported"
+            )
         if esize <= 0 or number < 0 or not 0 <= valid <= number or ts_ovf < 0:
-            raise DataFormatError(f"{name}: byte {pos}: bad packet header (eventSize {esize}, eventNumber {number}, "
-                                  f"eventValid {valid}, eventTSOverflow {ts_ovf})")
+            raise DataFormatError(
+                f"{name}: byte {pos}: bad packet header (eventSize {esize}, eventNumber {number}, "
+                f"eventValid {valid}, eventTSOverflow {ts_ovf})"
+            )
         nbytes = number * esize
         if nbytes > size - pos - AEDAT_PACKET_HEADER.size:
-            raise DataFormatError(f"{name}: byte {pos}: packet body of {number} x {esize} bytes runs past the end "
-                                  f"of the file ({size - pos - AEDAT_PACKET_HEADER.size} bytes left)")
+            raise DataFormatError(
+                f"{name}: byte {pos}: packet body of {number} x {esize} bytes runs past the end "
+                f"of the file ({size - pos - AEDAT_PACKET_HEADER.size} bytes left)"
+            )
         if etype == 1:
             if esize != 8 or ts_off != 4:
-                raise DataFormatError(f"{name}: byte {pos}: polarity packet with eventSize {esize} and "
-                                      f"eventTSOffset {ts_off}, expected 8 and 4")
-            chunks.append(np.frombuffer(data, dtype=_POLARITY_DTYPE, count=number,
-                                        offset=pos + AEDAT_PACKET_HEADER.size))
+                raise DataFormatError(
+                    f"{name}: byte {pos}: polarity packet with eventSize {esize} and "
+                    f"eventTSOffset {ts_off}, expected 8 and 4"
+                )
+            chunks.append(
+                np.frombuffer(data, dtype=_POLARITY_DTYPE, count=number, offset=pos + AEDAT_PACKET_HEADER.size)
+            )
             offsets.append(pos + AEDAT_PACKET_HEADER.size)
             overflows.append(ts_ovf)
         pos += AEDAT_PACKET_HEADER.size + nbytes
@@ -155,8 +180,10 @@ def read_dvs_labels(path: str | Path) -> np.ndarray:
     for lineno, ln in lines[1:]:
         parts = [s.strip() for s in ln.split(",")]
         if len(parts) != 3 or not all(re.fullmatch(r"\d+", s) for s in parts):
-            raise DataFormatError(f"{name}: line {lineno}: expected 'class,startTime_usec,endTime_usec' as three "
-                                  f"integers, got {ln[:60]!r}")
+            raise DataFormatError(
+                f"{name}: line {lineno}: expected 'class,startTime_usec,endTime_usec' as three "
+                f"integers, got {ln[:60]!r}"
+            )
         c, s, e = (int(v) for v in parts)
         if not 1 <= c <= len(DVS_GESTURE_CLASSES):
             raise DataFormatError(f"{name}: line {lineno}: class {c} outside 1..{len(DVS_GESTURE_CLASSES)}")
@@ -184,8 +211,10 @@ def _gesture_dir(root: Path) -> Path:
     for cand in (root, root / "DvsGesture"):
         if (cand / "trials_to_train.txt").is_file() or (cand / "trials_to_test.txt").is_file():
             return cand
-    raise DataFormatError(f"{root}: no trials_to_train.txt / trials_to_test.txt (expected the DvsGesture/ folder "
-                          f"of the DVS128 Gesture dataset)")
+    raise DataFormatError(
+        f"{root}: no trials_to_train.txt / trials_to_test.txt (expected the DvsGesture/ folder "
+        f"of the DVS128 Gesture dataset)"
+    )
 
 
 def _trial_list(folder: Path, split: str) -> list[tuple[int, Path]]:
@@ -201,8 +230,9 @@ def _trial_list(folder: Path, split: str) -> list[tuple[int, Path]]:
         if not ln:
             continue
         if not ln.endswith(".aedat") or "/" in ln or "\\" in ln:
-            raise DataFormatError(f"{name}: line {i + 1}: expected a recording name like user01_fluorescent.aedat, "
-                                  f"got {ln[:60]!r}")
+            raise DataFormatError(
+                f"{name}: line {i + 1}: expected a recording name like user01_fluorescent.aedat, got {ln[:60]!r}"
+            )
         out.append((i + 1, folder / ln))
     return out
 
@@ -227,8 +257,9 @@ def read_dvs_gesture(root: str | Path, split: str) -> EventSet:
     files: list[str] = []
     for lineno, aedat in _trial_list(folder, split):
         if not aedat.is_file():
-            raise DataFormatError(f"{folder / f'trials_to_{split}.txt'}: line {lineno}: {aedat.name} not found in "
-                                  f"{folder}")
+            raise DataFormatError(
+                f"{folder / f'trials_to_{split}.txt'}: line {lineno}: {aedat.name} not found in {folder}"
+            )
         segs, rows = read_dvs_recording(aedat)
         m = re.match(r"user(\d+)", aedat.name)
         user = int(m.group(1)) if m else -1
@@ -236,5 +267,12 @@ def read_dvs_gesture(root: str | Path, split: str) -> EventSet:
         labels += [int(r) for r in rows[:, 0]]
         users += [user] * len(segs)
         files += [str(aedat)] * len(segs)
-    return EventSet(events, np.asarray(labels, dtype=np.int64), DVS128_SENSOR, "dvs_gesture",
-                    speakers=np.asarray(users, dtype=np.int64), keys=list(DVS_GESTURE_CLASSES), files=files)
+    return EventSet(
+        events,
+        np.asarray(labels, dtype=np.int64),
+        DVS128_SENSOR,
+        "dvs_gesture",
+        speakers=np.asarray(users, dtype=np.int64),
+        keys=list(DVS_GESTURE_CLASSES),
+        files=files,
+    )

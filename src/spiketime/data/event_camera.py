@@ -33,8 +33,8 @@ After each frame ``R - C_off < L_k < R + C_on``, so every crossing of the next i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -76,8 +76,9 @@ class EventCamera:
     """Stateful emulator for one ``height x width`` sensor: :meth:`reset` with the first frame, then
     :meth:`step` with every following frame.  Thresholds are drawn from ``rng`` at construction."""
 
-    def __init__(self, height: int, width: int, params: CameraParams | None = None,
-                 rng: np.random.Generator | int | None = None) -> None:
+    def __init__(
+        self, height: int, width: int, params: CameraParams | None = None, rng: np.random.Generator | int | None = None
+    ) -> None:
         self.shape = (int(height), int(width))
         self.params = params or CameraParams()
         self.rng = np.random.default_rng(rng)
@@ -156,8 +157,11 @@ class EventCamera:
         k = self.rng.poisson(pr.noise_rate * (t1 - t0) * 1e-6 * n_pix) if pr.noise_rate > 0 else 0
         if not k:
             return _EMPTY
-        return (self.rng.uniform(t0, t1, k), self.rng.integers(0, n_pix, k),
-                (self.rng.random(k) < pr.noise_on_fraction).astype(np.int64))
+        return (
+            self.rng.uniform(t0, t1, k),
+            self.rng.integers(0, n_pix, k),
+            (self.rng.random(k) < pr.noise_on_fraction).astype(np.int64),
+        )
 
     def _advance(self, l_new: np.ndarray, t_us: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._ref is None:
@@ -178,9 +182,13 @@ class EventCamera:
         return ev
 
 
-def frames_to_events(frames: np.ndarray | Sequence[np.ndarray], times_us: Sequence[float],
-                     params: CameraParams | None = None, rng: np.random.Generator | int | None = None,
-                     t_offset_us: float = 0.0) -> np.ndarray:
+def frames_to_events(
+    frames: np.ndarray | Sequence[np.ndarray],
+    times_us: Sequence[float],
+    params: CameraParams | None = None,
+    rng: np.random.Generator | int | None = None,
+    t_offset_us: float = 0.0,
+) -> np.ndarray:
     """Events of a frame sequence (``frames[k]`` shown at ``times_us[k]``), as :data:`EVENTS_2D` sorted by time,
     with ``t = round(time + jitter - t_offset_us)``, the jittered time clipped to ``[times_us[0], times_us[-1]]``."""
     frames = np.asarray(frames, dtype=np.float64)
@@ -204,8 +212,9 @@ def frames_to_events(frames: np.ndarray | Sequence[np.ndarray], times_us: Sequen
     return out
 
 
-def render_trajectory(image: np.ndarray, offsets_xy: np.ndarray, sensor_shape: tuple[int, int],
-                      background: float = 0.0) -> np.ndarray:
+def render_trajectory(
+    image: np.ndarray, offsets_xy: np.ndarray, sensor_shape: tuple[int, int], background: float = 0.0
+) -> np.ndarray:
     """Frames ``[K, H, W]`` of a static ``image`` seen by a moving camera: frame ``k`` shows the image with its
     top-left corner at sensor position ``offsets_xy[k] = (x, y)`` (sub-pixel, in pixels), i.e.
     ``frame[k, r, c] = image(r - y_k, c - x_k)`` sampled bilinearly; outside the image: ``background``."""
@@ -225,10 +234,16 @@ def render_trajectory(image: np.ndarray, offsets_xy: np.ndarray, sensor_shape: t
     return horiz[:, :-1] * (1 - fy) + horiz[:, 1:] * fy
 
 
-def record_static_image(image: np.ndarray, offsets_xy: np.ndarray, times_us: Sequence[float],
-                        sensor_shape: tuple[int, int], params: CameraParams | None = None,
-                        rng: np.random.Generator | int | None = None, background: float = 0.0,
-                        t_offset_us: float = 0.0) -> np.ndarray:
+def record_static_image(
+    image: np.ndarray,
+    offsets_xy: np.ndarray,
+    times_us: Sequence[float],
+    sensor_shape: tuple[int, int],
+    params: CameraParams | None = None,
+    rng: np.random.Generator | int | None = None,
+    background: float = 0.0,
+    t_offset_us: float = 0.0,
+) -> np.ndarray:
     """Events of a static image under a camera trajectory (:func:`render_trajectory` + :func:`frames_to_events`)."""
     frames = render_trajectory(image, offsets_xy, sensor_shape, background)
     return frames_to_events(frames, times_us, params, rng, t_offset_us)

@@ -38,10 +38,10 @@ from types import ModuleType
 
 import numpy as np
 
-from spiketime.errors import InputError
-from spiketime.files import write_json
 from spiketime.data.event_camera import CameraParams, record_static_image
 from spiketime.data.formats import write_nmnist
+from spiketime.errors import InputError
+from spiketime.files import write_json
 
 GENERATOR = "spiketime.event_digits"
 VERSION = 1
@@ -91,9 +91,15 @@ def saccade_offsets(times_us: np.ndarray, side: float, origin: tuple[float, floa
 
 def draw_camera(rng: np.random.Generator) -> CameraParams:
     """Emulator settings of one recording (ranges in the module docstring)."""
-    return CameraParams(threshold_on=float(rng.uniform(0.35, 0.45)), threshold_off=float(rng.uniform(0.35, 0.45)),
-                        threshold_sigma=0.03, refractory_us=500.0, noise_rate=float(rng.uniform(0.1, 0.5)),
-                        jitter_us=100.0, eps=0.05)
+    return CameraParams(
+        threshold_on=float(rng.uniform(0.35, 0.45)),
+        threshold_off=float(rng.uniform(0.35, 0.45)),
+        threshold_sigma=0.03,
+        refractory_us=500.0,
+        noise_rate=float(rng.uniform(0.1, 0.5)),
+        jitter_us=100.0,
+        eps=0.05,
+    )
 
 
 def record_digit(image8: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
@@ -111,8 +117,9 @@ def record_digit(image8: np.ndarray, rng: np.random.Generator | int | None = Non
     return record_static_image(digit, offsets, times, (SENSOR, SENSOR), params, rng, background=0.0)
 
 
-def split_images(labels: np.ndarray, seed: int, limit: int | None = None,
-                 test_fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def split_images(
+    labels: np.ndarray, seed: int, limit: int | None = None, test_fraction: float = TEST_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """Stratified, seeded split of the source images: (train indices, test indices), sorted, disjoint.
 
     ``limit`` keeps only that many images (spread evenly over the classes, seeded) before splitting.  Every class
@@ -124,7 +131,7 @@ def split_images(labels: np.ndarray, seed: int, limit: int | None = None,
     for k, c in enumerate(classes):
         perm = rng.permutation(np.flatnonzero(labels == c))
         if limit is not None:
-            perm = perm[:limit // len(classes) + (k < limit % len(classes))]
+            perm = perm[: limit // len(classes) + (k < limit % len(classes))]
         n = len(perm)
         n_test = min(max(round(test_fraction * n), 1), n - 1) if n >= 2 else 0
         test.append(perm[:n_test])
@@ -150,10 +157,16 @@ def _plan(labels: np.ndarray, seed: int, repeats: int, limit: int | None) -> dic
     train, test = split_images(labels, seed, limit)
     plan = {}
     for split, images, reps in (("Train", train, repeats), ("Test", test, 1)):
-        rows = [(i + 1, int(labels[img]), int(img), r) for i, (img, r) in
-                enumerate((img, r) for img in images for r in range(reps))]
-        plan[split] = {"id": [r[0] for r in rows], "label": [r[1] for r in rows], "image": [r[2] for r in rows],
-                       "repeat": [r[3] for r in rows]}
+        rows = [
+            (i + 1, int(labels[img]), int(img), r)
+            for i, (img, r) in enumerate((img, r) for img in images for r in range(reps))
+        ]
+        plan[split] = {
+            "id": [r[0] for r in rows],
+            "label": [r[1] for r in rows],
+            "image": [r[2] for r in rows],
+            "repeat": [r[3] for r in rows],
+        }
     return plan
 
 
@@ -178,8 +191,11 @@ def _complete(out_dir: Path, meta: dict | None, key: dict) -> bool:
         return False
     rec = meta.get("recordings", {})
     try:
-        return all(file_path(out_dir, s, lab, i).is_file() for s in SPLITS
-                   for i, lab in zip(rec[s]["id"], rec[s]["label"], strict=True))
+        return all(
+            file_path(out_dir, s, lab, i).is_file()
+            for s in SPLITS
+            for i, lab in zip(rec[s]["id"], rec[s]["label"], strict=True)
+        )
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -191,8 +207,15 @@ def _default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: int | None = None,
-                      progress: bool = True, limit: int | None = None) -> Path:
+def make_event_digits(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    repeats: int = 4,
+    jobs: int | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> Path:
     """Generate the event digits into ``out_dir`` (N-MNIST layout, see the module docstring); returns ``out_dir``.
 
     Idempotent: when ``out_dir/meta.json`` matches (generator, version, seed, repeats, limit) and every listed file
@@ -221,8 +244,10 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
     if stale and not resume:
         ours = any(m and m.get("generator") == GENERATOR for m in (old_meta, old_partial))
         if not ours:
-            raise InputError(f"event digits: {out_dir} holds .bin files not made by {GENERATOR}; "
-                              "choose an empty or event-digits folder")
+            raise InputError(
+                f"event digits: {out_dir} holds .bin files not made by {GENERATOR}; "
+                "choose an empty or event-digits folder"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
     if stale and not resume:
@@ -233,12 +258,14 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
         for c in range(10):
             (out_dir / s / str(c)).mkdir(parents=True, exist_ok=True)
 
-    tasks = [(str(file_path(out_dir, s, lab, i)), images[img], (int(seed), SPLITS.index(s), img, r, 0xD16), resume)
-             for s in SPLITS
-             for i, lab, img, r in zip(plan[s]["id"], plan[s]["label"], plan[s]["image"], plan[s]["repeat"])]
+    tasks = [
+        (str(file_path(out_dir, s, lab, i)), images[img], (int(seed), SPLITS.index(s), img, r, 0xD16), resume)
+        for s in SPLITS
+        for i, lab, img, r in zip(plan[s]["id"], plan[s]["label"], plan[s]["image"], plan[s]["repeat"])
+    ]
     jobs = max(1, int(jobs) if jobs is not None else _default_jobs())
     size = max(1, min(64, math.ceil(len(tasks) / (8 * jobs))))
-    batches = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+    batches = [tasks[i : i + size] for i in range(0, len(tasks), size)]
     results: list[list[tuple[int, int]] | None] = [None] * len(batches)
     from spiketime.progress import progress_bar
 
@@ -258,18 +285,31 @@ def make_event_digits(out_dir: Path, *, seed: int = 0, repeats: int = 4, jobs: i
     stats = [r for res in results for r in res]
     counts = np.array([r[0] for r in stats], dtype=np.float64)
     meta = dict(key)
-    meta.update({
-        "sensor": [SENSOR, SENSOR], "duration_us": DURATION_US, "frame_us": FRAME_US, "digit_size": DIGIT_SIZE,
-        "test_fraction": TEST_FRACTION,
-        "counts": {s: len(plan[s]["id"]) for s in SPLITS},
-        "class_counts": {s: np.bincount(plan[s]["label"], minlength=10).tolist() for s in SPLITS},
-        "images": {s: sorted(set(plan[s]["image"])) for s in SPLITS},
-        "recordings": plan,
-        "events": ({"files": len(stats), "mean": float(counts.mean()), "min": int(counts.min()),
-                    "max": int(counts.max()), "on_fraction": float(sum(r[1] for r in stats) / max(counts.sum(), 1))}
-                   if len(stats) else None),
-        "seconds": round(time.perf_counter() - t_start, 2),
-    })
+    meta.update(
+        {
+            "sensor": [SENSOR, SENSOR],
+            "duration_us": DURATION_US,
+            "frame_us": FRAME_US,
+            "digit_size": DIGIT_SIZE,
+            "test_fraction": TEST_FRACTION,
+            "counts": {s: len(plan[s]["id"]) for s in SPLITS},
+            "class_counts": {s: np.bincount(plan[s]["label"], minlength=10).tolist() for s in SPLITS},
+            "images": {s: sorted(set(plan[s]["image"])) for s in SPLITS},
+            "recordings": plan,
+            "events": (
+                {
+                    "files": len(stats),
+                    "mean": float(counts.mean()),
+                    "min": int(counts.min()),
+                    "max": int(counts.max()),
+                    "on_fraction": float(sum(r[1] for r in stats) / max(counts.sum(), 1)),
+                }
+                if len(stats)
+                else None
+            ),
+            "seconds": round(time.perf_counter() - t_start, 2),
+        }
+    )
     write_json(meta_path, meta)
     partial_path.unlink(missing_ok=True)
     return out_dir

@@ -22,8 +22,17 @@ AEDAT31_VERSION_LINE = b"#!AER-DAT3.1\r\n"
 AEDAT_END_HEADER = b"#!END-HEADER\r\n"
 AEDAT_PACKET_HEADER = struct.Struct("<hhiiiiii")  # 28 bytes
 DVS_GESTURE_CLASSES = (
-    "hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise", "right_arm_counter_clockwise",
-    "left_arm_clockwise", "left_arm_counter_clockwise", "arm_roll", "air_drums", "air_guitar", "other_gestures",
+    "hand_clapping",
+    "right_hand_wave",
+    "left_hand_wave",
+    "right_arm_clockwise",
+    "right_arm_counter_clockwise",
+    "left_arm_clockwise",
+    "left_arm_counter_clockwise",
+    "arm_roll",
+    "air_drums",
+    "air_guitar",
+    "other_gestures",
 )
 NMNIST_OVERFLOW_Y = 240
 NMNIST_OVERFLOW_US = 1 << 13

@@ -30,32 +30,93 @@ and, for the binary formats, the byte offset.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
 
+from spiketime.data.dvs_gesture import (
+    _gesture_dir,
+    _labels_csv_of,
+    decode_aedat31,
+    encode_aedat31,
+    read_aedat31,
+    read_dvs_gesture,
+    read_dvs_labels,
+    read_dvs_recording,
+    segment_recording,
+    write_aedat31,
+    write_dvs_labels,
+)
+from spiketime.data.events import (
+    AEDAT31_VERSION_LINE,
+    AEDAT_END_HEADER,
+    AEDAT_PACKET_HEADER,
+    DVS128_SENSOR,
+    DVS_GESTURE_CLASSES,
+    EVENTS_1D,
+    EVENTS_2D,
+    HDF5_SIGNATURE,
+    NMNIST_OVERFLOW_US,
+    NMNIST_OVERFLOW_Y,
+    NMNIST_SENSOR,
+    SHD_CHANNELS,
+    DataFormatError,
+    EventSet,
+    _brief,
+    _read_bytes,
+)
 from spiketime.files import atomic_path, atomic_write_bytes
 
-from spiketime.data.events import (EVENTS_1D, EVENTS_2D, SHD_CHANNELS, NMNIST_SENSOR, DVS128_SENSOR, HDF5_SIGNATURE,
-                                   AEDAT31_VERSION_LINE, AEDAT_END_HEADER, AEDAT_PACKET_HEADER, DVS_GESTURE_CLASSES,
-                                   NMNIST_OVERFLOW_Y, NMNIST_OVERFLOW_US, DataFormatError, EventSet, _brief,
-                                   _read_bytes)
-from spiketime.data.dvs_gesture import (encode_aedat31, write_aedat31, decode_aedat31, read_aedat31,
-                                        write_dvs_labels, read_dvs_labels, _labels_csv_of, segment_recording,
-                                        _gesture_dir, read_dvs_recording, read_dvs_gesture)
-
-
-__all__ = ['AEDAT31_VERSION_LINE', 'AEDAT_END_HEADER', 'AEDAT_PACKET_HEADER', 'DVS128_SENSOR', 'DVS_GESTURE_CLASSES', 'DataFormatError', 'EVENTS_1D', 'EVENTS_2D', 'EventSet', 'HDF5_SIGNATURE', 'NMNIST_OVERFLOW_US', 'NMNIST_OVERFLOW_Y', 'NMNIST_SENSOR', 'SHD_CHANNELS', 'decode_aedat31', 'decode_nmnist', 'encode_aedat31', 'encode_nmnist', 'inspect', 'read_aedat31', 'read_dvs_gesture', 'read_dvs_labels', 'read_dvs_recording', 'read_nmnist', 'read_nmnist_file', 'read_shd', 'segment_recording', 'write_aedat31', 'write_dvs_labels', 'write_nmnist', 'write_shd']
+__all__ = [
+    "AEDAT31_VERSION_LINE",
+    "AEDAT_END_HEADER",
+    "AEDAT_PACKET_HEADER",
+    "DVS128_SENSOR",
+    "DVS_GESTURE_CLASSES",
+    "DataFormatError",
+    "EVENTS_1D",
+    "EVENTS_2D",
+    "EventSet",
+    "HDF5_SIGNATURE",
+    "NMNIST_OVERFLOW_US",
+    "NMNIST_OVERFLOW_Y",
+    "NMNIST_SENSOR",
+    "SHD_CHANNELS",
+    "decode_aedat31",
+    "decode_nmnist",
+    "encode_aedat31",
+    "encode_nmnist",
+    "inspect",
+    "read_aedat31",
+    "read_dvs_gesture",
+    "read_dvs_labels",
+    "read_dvs_recording",
+    "read_nmnist",
+    "read_nmnist_file",
+    "read_shd",
+    "segment_recording",
+    "write_aedat31",
+    "write_dvs_labels",
+    "write_nmnist",
+    "write_shd",
+]
 
 
 # ----------------------------------------------------------------------------------------------- SHD / SSC (HDF5)
 
 
-def write_shd(path: str | Path, times: Sequence[np.ndarray], units: Sequence[np.ndarray], labels: Sequence[int],
-              speakers: Sequence[int] | None = None, keys: Sequence[str] | None = None, *,
-              time_dtype: np.dtype | type = np.float16) -> None:
+def write_shd(
+    path: str | Path,
+    times: Sequence[np.ndarray],
+    units: Sequence[np.ndarray],
+    labels: Sequence[int],
+    speakers: Sequence[int] | None = None,
+    keys: Sequence[str] | None = None,
+    *,
+    time_dtype: np.dtype | type = np.float16,
+) -> None:
     """Write an SHD/SSC-layout HDF5 file (atomically), with the Zenke-lab dtypes: ``spikes/times`` (vlen float16,
     seconds), ``spikes/units`` (vlen uint16), ``labels`` (uint16), optional ``extra/speaker`` (uint16) and
     ``extra/keys`` (class names as bytes).
@@ -88,8 +149,9 @@ def write_shd(path: str | Path, times: Sequence[np.ndarray], units: Sequence[np.
 def _h5_dataset(f: h5py.File, key: str, name: str) -> h5py.Dataset:
     obj = f.get(key)
     if not isinstance(obj, h5py.Dataset):
-        raise DataFormatError(f"{name}: missing dataset '{key}' (SHD/SSC files hold spikes/times, spikes/units, "
-                              f"labels)")
+        raise DataFormatError(
+            f"{name}: missing dataset '{key}' (SHD/SSC files hold spikes/times, spikes/units, labels)"
+        )
     return obj
 
 
@@ -98,24 +160,25 @@ def _gcol_objects(mm: mmap.mmap, addr: int, size_len: int, name: str) -> dict[in
     to lie inside the collection and the collection inside the file.  Each step advances >= 16 bytes."""
     end_of_file = len(mm)
     head = 8 + size_len  # "GCOL", version, 3 reserved bytes, collection size
-    if addr + head > end_of_file or mm[addr:addr + 4] != b"GCOL":
+    if addr + head > end_of_file or mm[addr : addr + 4] != b"GCOL":
         raise DataFormatError(f"{name}: byte {addr}: no global heap collection (damaged variable-length data)")
-    size = int.from_bytes(mm[addr + 8:addr + head], "little")
+    size = int.from_bytes(mm[addr + 8 : addr + head], "little")
     end = addr + size
     if size < head or end > end_of_file:
         raise DataFormatError(f"{name}: byte {addr}: global heap collection of {size} bytes does not fit the file")
     objects: dict[int, tuple[int, int]] = {}
     pos = addr + head
     while pos + 8 + size_len <= end:  # index (2), reference count (2), reserved (4), size, data padded to 8
-        index = int.from_bytes(mm[pos:pos + 2], "little")
+        index = int.from_bytes(mm[pos : pos + 2], "little")
         if index == 0:  # the free-space object closes the collection
             break
-        obj_size = int.from_bytes(mm[pos + 8:pos + 8 + size_len], "little")
+        obj_size = int.from_bytes(mm[pos + 8 : pos + 8 + size_len], "little")
         data = pos + 8 + size_len
         nxt = data + (obj_size + 7) // 8 * 8
         if nxt > end:
-            raise DataFormatError(f"{name}: byte {pos}: global heap object of {obj_size} bytes runs past its "
-                                  f"collection")
+            raise DataFormatError(
+                f"{name}: byte {pos}: global heap object of {obj_size} bytes runs past its collection"
+            )
         objects[index] = (data, obj_size)
         pos = nxt
     return objects
@@ -138,8 +201,10 @@ def _heap_rows(path: Path, f: h5py.File, ds: h5py.Dataset, itemsize: int, name: 
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         if offset + n * rec > len(mm):
             raise DataFormatError(f"{name}: byte {offset}: '{ds.name.lstrip('/')}' data runs past the end of the file")
-        desc = np.frombuffer(mm[offset:offset + n * rec], dtype=np.dtype(
-            [("len", "<u4"), ("addr", f"<u{size_addr}"), ("index", "<u4")]))
+        desc = np.frombuffer(
+            mm[offset : offset + n * rec],
+            dtype=np.dtype([("len", "<u4"), ("addr", f"<u{size_addr}"), ("index", "<u4")]),
+        )
         heaps: dict[int, dict[int, tuple[int, int]]] = {}
         rows = []
         for i, (length, addr, index) in enumerate(desc.tolist()):
@@ -150,9 +215,11 @@ def _heap_rows(path: Path, f: h5py.File, ds: h5py.Dataset, itemsize: int, name: 
                 heaps[addr] = _gcol_objects(mm, addr, size_len, name)
             obj = heaps[addr].get(index)
             if obj is None or obj[1] != length * itemsize:
-                raise DataFormatError(f"{name}: byte {offset + i * rec}: '{ds.name.lstrip('/')}' sample {i} points at "
-                                      f"a missing or mis-sized heap object (damaged variable-length data)")
-            rows.append(mm[obj[0]:obj[0] + obj[1]])
+                raise DataFormatError(
+                    f"{name}: byte {offset + i * rec}: '{ds.name.lstrip('/')}' sample {i} points at "
+                    f"a missing or mis-sized heap object (damaged variable-length data)"
+                )
+            rows.append(mm[obj[0] : obj[0] + obj[1]])
     return rows
 
 
@@ -167,8 +234,10 @@ def _h5_rows(path: Path, f: h5py.File, ds: h5py.Dataset, key: str, kind: str, na
     elif ds.ndim == 2 and ds.dtype.kind in kind:
         rows = list(ds[()])
     else:
-        raise DataFormatError(f"{name}: '{key}' has type {ds.dtype} and shape {ds.shape}, expected variable-length "
-                              f"{'float' if kind == 'f' else 'integer'} arrays, one per sample")
+        raise DataFormatError(
+            f"{name}: '{key}' has type {ds.dtype} and shape {ds.shape}, expected variable-length "
+            f"{'float' if kind == 'f' else 'integer'} arrays, one per sample"
+        )
     return [np.asarray(r).reshape(-1) for r in rows]
 
 
@@ -179,17 +248,22 @@ def _sample_of(lengths: np.ndarray, flat_index: int) -> int:
 def _read_shd_open(f: h5py.File, path: Path, name: str) -> EventSet:
     times_ds, units_ds, labels_ds = (_h5_dataset(f, k, name) for k in ("spikes/times", "spikes/units", "labels"))
     if labels_ds.ndim != 1 or labels_ds.dtype.kind not in "iu":
-        raise DataFormatError(f"{name}: 'labels' has type {labels_ds.dtype} and shape {labels_ds.shape}, expected "
-                              f"one integer per sample")
+        raise DataFormatError(
+            f"{name}: 'labels' has type {labels_ds.dtype} and shape {labels_ds.shape}, expected one integer per sample"
+        )
     n = labels_ds.shape[0]
     file_size = path.stat().st_size
     for ds in (times_ds, units_ds, labels_ds):  # a damaged dataspace must not make us allocate terabytes
         if ds.size > file_size:
-            raise DataFormatError(f"{name}: '{ds.name.lstrip('/')}' claims {ds.size} elements, more than a file of "
-                                  f"{file_size} bytes can hold")
+            raise DataFormatError(
+                f"{name}: '{ds.name.lstrip('/')}' claims {ds.size} elements, more than a file of "
+                f"{file_size} bytes can hold"
+            )
     if times_ds.shape[:1] != (n,) or units_ds.shape[:1] != (n,):
-        raise DataFormatError(f"{name}: {times_ds.shape[0] if times_ds.ndim else 0} spike-time arrays, "
-                              f"{units_ds.shape[0] if units_ds.ndim else 0} unit arrays but {n} labels")
+        raise DataFormatError(
+            f"{name}: {times_ds.shape[0] if times_ds.ndim else 0} spike-time arrays, "
+            f"{units_ds.shape[0] if units_ds.ndim else 0} unit arrays but {n} labels"
+        )
     times = _h5_rows(path, f, times_ds, "spikes/times", "f", name)
     units = _h5_rows(path, f, units_ds, "spikes/units", "iu", name)
     labels = np.asarray(labels_ds[()], dtype=np.int64)
@@ -208,8 +282,7 @@ def _read_shd_open(f: h5py.File, path: Path, name: str) -> EventSet:
     bad = np.flatnonzero((ucat < 0) | (ucat >= SHD_CHANNELS))
     if len(bad):
         j = int(bad[0])
-        raise DataFormatError(f"{name}: sample {_sample_of(lt, j)}: unit {ucat[j]} outside the {SHD_CHANNELS} "
-                              f"channels")
+        raise DataFormatError(f"{name}: sample {_sample_of(lt, j)}: unit {ucat[j]} outside the {SHD_CHANNELS} channels")
     if n and labels.min() < 0:
         raise DataFormatError(f"{name}: negative label {labels.min()}")
     out = np.empty(len(tcat), dtype=EVENTS_1D)
@@ -222,8 +295,10 @@ def _read_shd_open(f: h5py.File, path: Path, name: str) -> EventSet:
     sp = f.get("extra/speaker")
     if sp is not None:
         if not isinstance(sp, h5py.Dataset) or sp.shape != (n,) or sp.dtype.kind not in "iu":
-            raise DataFormatError(f"{name}: 'extra/speaker' should hold one integer per sample ({n}), has "
-                                  f"{getattr(sp, 'dtype', '?')} {getattr(sp, 'shape', '?')}")
+            raise DataFormatError(
+                f"{name}: 'extra/speaker' should hold one integer per sample ({n}), has "
+                f"{getattr(sp, 'dtype', '?')} {getattr(sp, 'shape', '?')}"
+            )
         speakers = np.asarray(sp[()], dtype=np.int64)
     keys = None
     kd = f.get("extra/keys")
@@ -340,8 +415,14 @@ def _read_nmnist_folder(folder: Path) -> EventSet:
             events.append(read_nmnist_file(f))
             labels.append(int(d.name))
             files.append(str(f))
-    return EventSet(events, np.asarray(labels, dtype=np.int64), NMNIST_SENSOR, "nmnist",
-                    keys=[str(i) for i in range(10)], files=files)
+    return EventSet(
+        events,
+        np.asarray(labels, dtype=np.int64),
+        NMNIST_SENSOR,
+        "nmnist",
+        keys=[str(i) for i in range(10)],
+        files=files,
+    )
 
 
 def read_nmnist(root: str | Path, split: str) -> EventSet:
@@ -352,16 +433,19 @@ def read_nmnist(root: str | Path, split: str) -> EventSet:
     root = Path(root)
     folder = _split_dir(root, split)
     if folder is None:
-        raise DataFormatError(f"{root}: no {split.capitalize()}/ folder (N-MNIST layout is "
-                              f"Train/<digit>/<id>.bin and Test/<digit>/<id>.bin)")
+        raise DataFormatError(
+            f"{root}: no {split.capitalize()}/ folder (N-MNIST layout is "
+            f"Train/<digit>/<id>.bin and Test/<digit>/<id>.bin)"
+        )
     return _read_nmnist_folder(folder)
 
 
 # --------------------------------------------------------------------------------------------------- inspect
 
 
-def _summary(fmt: str, es_events: list[np.ndarray], labels: np.ndarray, sensor_size: tuple[int, ...],
-             **extra: object) -> dict:
+def _summary(
+    fmt: str, es_events: list[np.ndarray], labels: np.ndarray, sensor_size: tuple[int, ...], **extra: object
+) -> dict:
     counts = np.fromiter((len(e) for e in es_events), dtype=np.int64, count=len(es_events))
     t_end = [int(e["t"].max()) for e in es_events if len(e)]
     uniq, per = np.unique(labels, return_counts=True) if len(labels) else (np.zeros(0, int), np.zeros(0, int))
@@ -437,8 +521,10 @@ def inspect(path: str | Path) -> dict:
         ev = read_nmnist_file(p)
         labels = np.asarray([int(p.parent.name)] if p.parent.name.isdigit() else [], dtype=np.int64)
         return _summary("nmnist", [ev], labels, NMNIST_SENSOR, path=str(p))
-    raise DataFormatError(f"{p}: unknown format (expected an SHD/SSC .h5 file, an N-MNIST .bin file, an AEDAT 3.1 "
-                          f".aedat file or a dataset folder)")
+    raise DataFormatError(
+        f"{p}: unknown format (expected an SHD/SSC .h5 file, an N-MNIST .bin file, an AEDAT 3.1 "
+        f".aedat file or a dataset folder)"
+    )
 
 
 def _inspect_dir(p: Path) -> dict:
@@ -447,13 +533,17 @@ def _inspect_dir(p: Path) -> dict:
     except DataFormatError:
         gesture = None
     if gesture is not None:
-        parts = {s: _es_summary(read_dvs_gesture(gesture, s), gesture) for s in ("train", "test")
-                 if (gesture / f"trials_to_{s}.txt").is_file()}
+        parts = {
+            s: _es_summary(read_dvs_gesture(gesture, s), gesture)
+            for s in ("train", "test")
+            if (gesture / f"trials_to_{s}.txt").is_file()
+        }
         return _merge("dvs_gesture", parts, DVS128_SENSOR, p)
     splits = {s: d for s in ("train", "test") if (d := _split_dir(p, s)) is not None and _digit_dirs(d)}
     if splits:
-        return _merge("nmnist", {s: _es_summary(_read_nmnist_folder(d), d) for s, d in splits.items()},
-                      NMNIST_SENSOR, p)
+        return _merge(
+            "nmnist", {s: _es_summary(_read_nmnist_folder(d), d) for s, d in splits.items()}, NMNIST_SENSOR, p
+        )
     digits = _digit_dirs(p)
     if digits and any(next(d.glob("*.bin"), None) for d in digits):
         return _es_summary(_read_nmnist_folder(p), p)
@@ -461,7 +551,13 @@ def _inspect_dir(p: Path) -> dict:
     if h5s:
         sets = {f.stem: read_shd(f) for f in h5s}
         fmts = {es.format for es in sets.values()}
-        return _merge(fmts.pop() if len(fmts) == 1 else "shd/ssc",
-                      {k: _es_summary(es, p / f"{k}.h5") for k, es in sets.items()}, (SHD_CHANNELS,), p)
-    raise DataFormatError(f"{p}: no dataset found (expected N-MNIST Train/ and Test/ or digit folders, a DvsGesture "
-                          f"folder with trials_to_train.txt, or SHD/SSC .h5 files)")
+        return _merge(
+            fmts.pop() if len(fmts) == 1 else "shd/ssc",
+            {k: _es_summary(es, p / f"{k}.h5") for k, es in sets.items()},
+            (SHD_CHANNELS,),
+            p,
+        )
+    raise DataFormatError(
+        f"{p}: no dataset found (expected N-MNIST Train/ and Test/ or digit folders, a DvsGesture "
+        f"folder with trials_to_train.txt, or SHD/SSC .h5 files)"
+    )

@@ -19,7 +19,7 @@ bin), within ``T``: the span where the sample still had signal; padding is False
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,8 +54,9 @@ def _field(events: Sequence[np.ndarray], i: int, j: int, name: str) -> np.ndarra
     return np.concatenate([events[k][name] for k in range(i, j)]) if j - i > 1 else np.asarray(events[i][name])
 
 
-def _channel_index(events: Sequence[np.ndarray], i: int, j: int, sensor_size: tuple[int, ...],
-                   channels: int | None, pool: int) -> np.ndarray:
+def _channel_index(
+    events: Sequence[np.ndarray], i: int, j: int, sensor_size: tuple[int, ...], channels: int | None, pool: int
+) -> np.ndarray:
     """Channel of every event of samples ``i..j-1`` (int32), checked against the sensor."""
     if len(sensor_size) == 1:
         n = sensor_size[0]
@@ -87,9 +88,15 @@ def _bins(t: np.ndarray, dt_us: float) -> np.ndarray:
     return np.floor(t / dt_us).astype(np.int64)
 
 
-def bin_events(events: Sequence[np.ndarray], sensor_size: Sequence[int], *, dt_ms: float,
-               duration_ms: float | None, channels: int | None = None, pool: int = 1
-               ) -> tuple[np.ndarray, np.ndarray]:
+def bin_events(
+    events: Sequence[np.ndarray],
+    sensor_size: Sequence[int],
+    *,
+    dt_ms: float,
+    duration_ms: float | None,
+    channels: int | None = None,
+    pool: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Bin ``events`` (structured arrays with ``t`` in µs and ``x`` [, ``y``, ``p``]) into ``x`` uint8
     ``[N, T, C]`` counts and ``mask`` bool ``[N, T]`` (see the module docstring).
 
@@ -144,8 +151,18 @@ def _batches(counts: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _count_batch(x: np.ndarray, events: Sequence[np.ndarray], counts: np.ndarray, i: int, j: int,
-                 sensor_size: tuple[int, ...], channels: int | None, pool: int, dt_us: float, crop: bool) -> None:
+def _count_batch(
+    x: np.ndarray,
+    events: Sequence[np.ndarray],
+    counts: np.ndarray,
+    i: int,
+    j: int,
+    sensor_size: tuple[int, ...],
+    channels: int | None,
+    pool: int,
+    dt_us: float,
+    crop: bool,
+) -> None:
     """Tally the events of samples ``i..j-1`` into ``x[i:j]``.  Cropped events (bin >= T) go to a dump row ``T``."""
     _, n_bins, c = x.shape
     cells = n_bins * c
@@ -159,7 +176,7 @@ def _count_batch(x: np.ndarray, events: Sequence[np.ndarray], counts: np.ndarray
     ends = np.cumsum(counts[i:j])
     size = cells + c if crop else cells
     for r in range(j - i):
-        seg = cell[ends[r] - counts[i + r]:ends[r]]
+        seg = cell[ends[r] - counts[i + r] : ends[r]]
         if not len(seg):
             continue
         dst = x[i + r].reshape(-1)

@@ -25,8 +25,9 @@ from torch import Tensor
 RATE_NORMS = ("whole", "part", "norm")
 
 
-def target_counts(counts: np.ndarray, labels: np.ndarray, level: Literal["whole", "part", "norm"],
-                  rng: np.random.Generator) -> np.ndarray:
+def target_counts(
+    counts: np.ndarray, labels: np.ndarray, level: Literal["whole", "part", "norm"], rng: np.random.Generator
+) -> np.ndarray:
     """Per-sample, per-channel spike counts to keep, ``[N, C]`` (see the module docstring)."""
     if level not in RATE_NORMS:
         raise ValueError(f"rate_norm must be one of {', '.join(RATE_NORMS)}, got {level!r}")
@@ -75,8 +76,9 @@ def delete_to_counts(x: np.ndarray, keep: np.ndarray, rng: np.random.Generator) 
     return out
 
 
-def rate_normalise(x: Tensor | np.ndarray, y: Tensor | np.ndarray, level: Literal["whole", "part", "norm"],
-                   seed: int = 0) -> Tensor:
+def rate_normalise(
+    x: Tensor | np.ndarray, y: Tensor | np.ndarray, level: Literal["whole", "part", "norm"], seed: int = 0
+) -> Tensor:
     """Whole / Part / Norm version of binned spike counts ``x`` ``[N, T, C]`` with labels ``y`` ``[N]``."""
     xa = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
     ya = y.numpy() if isinstance(y, Tensor) else np.asarray(y)

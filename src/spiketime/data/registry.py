@@ -29,9 +29,10 @@ import shutil
 import tarfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Literal
+from typing import Literal
 
 from spiketime.errors import InputError
 
@@ -76,27 +77,60 @@ def _zenke(stem: str, md5: str) -> Resource:
 
 DATASETS: dict[str, DatasetInfo] = {
     # MD5s: tonic 1.7, tonic/datasets/hsd.py (SHD.train_md5/test_md5, SSC.train_md5/valid_md5/test_md5).
-    "shd": DatasetInfo("shd", "https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/", (
-        _zenke("shd_train", "f3252aeb598ac776c1b526422d90eecb"),
-        _zenke("shd_test", "1503a5064faa34311c398fb0a1ed0a6f"),
-    )),
-    "ssc": DatasetInfo("ssc", "https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/", (
-        _zenke("ssc_train", "d102be95e7144fcc0553d1f45ba94170"),
-        _zenke("ssc_valid", "b4eee3516a4a90dd0c71a6ac23a8ae43"),
-        _zenke("ssc_test", "a35ff1e9cffdd02a20eb850c17c37748"),
-    )),
+    "shd": DatasetInfo(
+        "shd",
+        "https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/",
+        (
+            _zenke("shd_train", "f3252aeb598ac776c1b526422d90eecb"),
+            _zenke("shd_test", "1503a5064faa34311c398fb0a1ed0a6f"),
+        ),
+    ),
+    "ssc": DatasetInfo(
+        "ssc",
+        "https://zenkelab.org/resources/spiking-heidelberg-datasets-shd/",
+        (
+            _zenke("ssc_train", "d102be95e7144fcc0553d1f45ba94170"),
+            _zenke("ssc_valid", "b4eee3516a4a90dd0c71a6ac23a8ae43"),
+            _zenke("ssc_test", "a35ff1e9cffdd02a20eb850c17c37748"),
+        ),
+    ),
     # URLs and MD5s: tonic 1.7, tonic/datasets/nmnist.py (train_url/train_md5, test_url/test_md5).
-    "nmnist": DatasetInfo("nmnist", "https://www.garrickorchard.com/datasets/n-mnist", (
-        Resource("Train", Source(f"{_MENDELEY}39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded", "train.zip",
-                                 "20959b8e626244a1b502305a9e6e2031", "zip")),
-        Resource("Test", Source(f"{_MENDELEY}05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded", "test.zip",
-                                "69ca8762b2fe404d9b9bad1103e97832", "zip")),
-    )),
+    "nmnist": DatasetInfo(
+        "nmnist",
+        "https://www.garrickorchard.com/datasets/n-mnist",
+        (
+            Resource(
+                "Train",
+                Source(
+                    f"{_MENDELEY}39c25547-014b-4137-a934-9d29fa53c7a0/file_downloaded",
+                    "train.zip",
+                    "20959b8e626244a1b502305a9e6e2031",
+                    "zip",
+                ),
+            ),
+            Resource(
+                "Test",
+                Source(
+                    f"{_MENDELEY}05a4d654-7e03-4c15-bdfa-9bb2bcbea494/file_downloaded",
+                    "test.zip",
+                    "69ca8762b2fe404d9b9bad1103e97832",
+                    "zip",
+                ),
+            ),
+        ),
+    ),
     # The raw AEDAT release sits behind an IBM Box page; MD5 from SpikingJelly's DVS128Gesture.resource_url_md5.
-    "dvs_gesture": DatasetInfo("dvs_gesture", "https://research.ibm.com/interactive/dvsgesture/", (
-        Resource("DvsGesture", Source(_IBM_BOX, "DvsGesture.tar.gz", "8a5c71fb11e24e5ca5b11866ca6c00a1", "tar.gz"),
-                 manual=True),
-    )),
+    "dvs_gesture": DatasetInfo(
+        "dvs_gesture",
+        "https://research.ibm.com/interactive/dvsgesture/",
+        (
+            Resource(
+                "DvsGesture",
+                Source(_IBM_BOX, "DvsGesture.tar.gz", "8a5c71fb11e24e5ca5b11866ca6c00a1", "tar.gz"),
+                manual=True,
+            ),
+        ),
+    ),
 }
 
 
@@ -146,13 +180,16 @@ def _download(res: Resource, root: Path, fetch: Fetch) -> Path:
         fetch(src.url, part)
     except Exception as e:  # URLError, HTTPError, TimeoutError, OSError, ValueError (bad URL), a fetcher's own
         part.unlink(missing_ok=True)
-        raise InputError(f"could not fetch {src.url} ({_brief(e)}); download it by hand and "
-                          f"{_by_hand(res, root)}") from None
+        raise InputError(
+            f"could not fetch {src.url} ({_brief(e)}); download it by hand and {_by_hand(res, root)}"
+        ) from None
     got = md5_of(part)
     if got != src.md5:
         part.unlink(missing_ok=True)
-        raise InputError(f"{src.url}: downloaded file has MD5 {got}, expected {src.md5} (removed); download it "
-                          f"by hand and {_by_hand(res, root)}")
+        raise InputError(
+            f"{src.url}: downloaded file has MD5 {got}, expected {src.md5} (removed); download it "
+            f"by hand and {_by_hand(res, root)}"
+        )
     part.replace(archive)
     return archive
 
@@ -199,14 +236,22 @@ def _unpack(res: Resource, archive: Path, root: Path) -> None:
             raise ValueError(f"no {res.path} inside")
         found[0].replace(target)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
-        raise InputError(f"{archive}: cannot unpack ({_brief(e)}); delete it and run again, or unpack it by hand so "
-                          f"that {target} exists") from None
+        raise InputError(
+            f"{archive}: cannot unpack ({_brief(e)}); delete it and run again, or unpack it by hand so "
+            f"that {target} exists"
+        ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_dataset(name: str, root: Path | str | None = None, download: bool = True, *, fetch: Fetch | None = None,
-                   datasets: dict[str, DatasetInfo] | None = None) -> Path:
+def ensure_dataset(
+    name: str,
+    root: Path | str | None = None,
+    download: bool = True,
+    *,
+    fetch: Fetch | None = None,
+    datasets: dict[str, DatasetInfo] | None = None,
+) -> Path:
     """The folder of dataset ``name`` (``root``, default ``data_home() / name``) once all its files are there.
 
     Missing files are unpacked from an archive already in the folder (checked against its MD5) or, with
@@ -225,14 +270,19 @@ def ensure_dataset(name: str, root: Path | str | None = None, download: bool = T
         if archive.is_file():
             got = md5_of(archive)
             if got != src.md5:
-                raise InputError(f"{archive}: MD5 {got}, expected {src.md5} for {src.url}; replace it with the "
-                                  f"right file, or {_by_hand(res, root).replace('put it at', 'put')}")
+                raise InputError(
+                    f"{archive}: MD5 {got}, expected {src.md5} for {src.url}; replace it with the "
+                    f"right file, or {_by_hand(res, root).replace('put it at', 'put')}"
+                )
         elif res.manual:
-            raise InputError(f"{name}: {src.filename} cannot be fetched automatically (download it from {src.url}); "
-                              f"{_by_hand(res, root)}")
+            raise InputError(
+                f"{name}: {src.filename} cannot be fetched automatically (download it from {src.url}); "
+                f"{_by_hand(res, root)}"
+            )
         elif not download:
-            raise InputError(f"{name}: {root / res.path} is missing (download is off); fetch {src.url} and "
-                              f"{_by_hand(res, root)}")
+            raise InputError(
+                f"{name}: {root / res.path} is missing (download is off); fetch {src.url} and {_by_hand(res, root)}"
+            )
         else:
             archive = _download(res, root, fetch or urllib_fetch)
         _unpack(res, archive, root)

@@ -96,8 +96,16 @@ class Engine:
         lib.espeak_SetVoiceByName.restype = ctypes.c_int
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
+        ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
         lib.espeak_Terminate.restype = ctypes.c_int
@@ -136,7 +144,7 @@ class Engine:
                 pass
             self._cleanup_tmp()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -157,8 +165,12 @@ class Engine:
                 if lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
                     raise InputError(f"eSpeak NG has no voice {voice.name!r}")
                 self._voice = voice.name
-            for param, value, lo, hi in ((_ESPEAK_RATE, voice.rate, 80, 450), (_ESPEAK_PITCH, voice.pitch, 0, 100),
-                                         (_ESPEAK_RANGE, voice.range, 0, 100), (_ESPEAK_VOLUME, voice.volume, 0, 200)):
+            for param, value, lo, hi in (
+                (_ESPEAK_RATE, voice.rate, 80, 450),
+                (_ESPEAK_PITCH, voice.pitch, 0, 100),
+                (_ESPEAK_RANGE, voice.range, 0, 100),
+                (_ESPEAK_VOLUME, voice.volume, 0, 200),
+            ):
                 lib.espeak_SetParameter(param, int(np.clip(value, lo, hi)), 0)
             lib.espeak_ng_SetRandSeed(int(seed))
             buf = ctypes.create_string_buffer(text.encode("utf-8"))
@@ -187,8 +199,14 @@ def sample_rate() -> int:
     return (_ENGINE or shared_engine()).sample_rate
 
 
-def synthesize(text: str, voice: Voice | str = "en-us", *, seed: int = 0, trim_db: float | None = 40.0,
-               engine: Engine | None = None) -> np.ndarray:
+def synthesize(
+    text: str,
+    voice: Voice | str = "en-us",
+    *,
+    seed: int = 0,
+    trim_db: float | None = 40.0,
+    engine: Engine | None = None,
+) -> np.ndarray:
     """Speak ``text`` with ``voice``; returns float32 mono samples in [-1, 1] at :func:`sample_rate`.
 
     ``seed`` fixes eSpeak's internal random numbers; ``engine`` picks an engine (default: the shared
@@ -213,4 +231,4 @@ def trim_silence(x: np.ndarray, fs: float, db: float = 40.0, frame_s: float = 0.
     if e.max() <= 0:
         return x[:0]
     keep = np.flatnonzero(e > e.max() * 10 ** (-db / 10))
-    return x[keep[0] * hop: min(len(x), (keep[-1] + 1) * hop)]
+    return x[keep[0] * hop : min(len(x), (keep[-1] + 1) * hop)]

@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
+from spiketime.data.formats import write_shd
 from spiketime.errors import InputError
 from spiketime.files import write_json
-from spiketime.data.formats import write_shd
 
 GENERATOR_VERSION = 1  # bump whenever the same parameters would give different data (invalidates caches)
 INSTALL_HINT = 'install the optional data dependencies: pip install "spiketime[data]"'
@@ -67,13 +67,12 @@ VARIANTS = (
     "iven4 john linda marcelo max michel miguel mike2 norbert pablo paul pedro quincy rob robert sandro shelby "
     "steph steph2 steph3 travis victor"
 ).split()
-ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
-           "en-gb-x-gbcwmd")
+ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 GERMAN_VOICE = "de"
 PUNCTUATION = (".", "!", "?", ",", "")
 
-LEVEL_DBFS = -20.0      # active-speech RMS the encoder is fed (before the gain augmentation)
-PAD_S = (0.02, 0.10)    # silence before / after the word, s
+LEVEL_DBFS = -20.0  # active-speech RMS the encoder is fed (before the gain augmentation)
+PAD_S = (0.02, 0.10)  # silence before / after the word, s
 TEST_FRACTION = 0.2
 SIZES = {"tiny": (2, 1), "small": (20, 1), "default": (50, 10), "large": (100, 10)}
 
@@ -91,8 +90,10 @@ class Speaker:
 
 
 def _require_deps() -> None:
-    for mod, what in (("espeakng_loader", "speech synthesis needs espeakng-loader"),
-                      ("scipy", "the cochlea encoder needs scipy")):
+    for mod, what in (
+        ("espeakng_loader", "speech synthesis needs espeakng-loader"),
+        ("scipy", "the cochlea encoder needs scipy"),
+    ):
         try:
             __import__(mod)
         except ImportError as e:
@@ -119,9 +120,16 @@ def make_speakers(n: int, seed: int = 0) -> list[Speaker]:
     pool = [VARIANTS[i] for i in rng.permutation(len(VARIANTS))]
     out = []
     for i in range(n):
-        out.append(Speaker(id=i, variant=pool[i % len(pool)], accent=ACCENTS[int(rng.integers(len(ACCENTS)))],
-                           pitch=int(rng.integers(25, 76)), range=int(rng.integers(25, 86)),
-                           rate=int(rng.integers(100, 151))))
+        out.append(
+            Speaker(
+                id=i,
+                variant=pool[i % len(pool)],
+                accent=ACCENTS[int(rng.integers(len(ACCENTS)))],
+                pitch=int(rng.integers(25, 76)),
+                range=int(rng.integers(25, 86)),
+                rate=int(rng.integers(100, 151)),
+            )
+        )
     return out
 
 
@@ -147,22 +155,23 @@ def active_rms(x: np.ndarray, fs: float, db: float = 40.0) -> float:
     return float(np.sqrt(e[e > e.max() * 10 ** (-db / 10)].mean()))
 
 
-def utterance(speaker: Speaker, label: int, rng: np.random.Generator, engine: Any = None
-              ) -> tuple[np.ndarray, int]:
+def utterance(speaker: Speaker, label: int, rng: np.random.Generator, engine: Any = None) -> tuple[np.ndarray, int]:
     """The augmented audio (float32) of ``speaker`` saying class ``label``, and its sample rate.
     ``engine``: a :class:`spiketime.data.speech.Engine` (default: the shared one)."""
     from spiketime.data.speech import Voice, shared_engine, synthesize
 
     lang = speaker.accent if label < 10 else GERMAN_VOICE
-    voice = Voice(language=lang, variant=speaker.variant,
-                  rate=int(np.clip(speaker.rate * rng.uniform(0.85, 1.2), 80, 450)),
-                  pitch=int(np.clip(speaker.pitch + rng.uniform(-10, 10), 0, 100)),
-                  range=int(np.clip(speaker.range + rng.uniform(-15, 15), 0, 100)))
+    voice = Voice(
+        language=lang,
+        variant=speaker.variant,
+        rate=int(np.clip(speaker.rate * rng.uniform(0.85, 1.2), 80, 450)),
+        pitch=int(np.clip(speaker.pitch + rng.uniform(-10, 10), 0, 100)),
+        range=int(np.clip(speaker.range + rng.uniform(-15, 15), 0, 100)),
+    )
     text = KEYS[label] + PUNCTUATION[int(rng.integers(len(PUNCTUATION)))]
     engine = engine or shared_engine()
     fs = engine.sample_rate
-    x = synthesize(text, voice, seed=int(rng.integers(1, 2**31 - 1)), trim_db=40.0,
-                   engine=engine).astype(np.float64)
+    x = synthesize(text, voice, seed=int(rng.integers(1, 2**31 - 1)), trim_db=40.0, engine=engine).astype(np.float64)
     rms = active_rms(x, fs)
     if rms <= 0:
         raise RuntimeError(f"eSpeak NG produced silence for {text!r} with {voice.name}")
@@ -233,8 +242,14 @@ def _run(fn: Any, tasks: list[Any], weights: list[int], jobs: int, progress: boo
 def _params(seed: int, n_speakers: int, reps: int) -> dict[str, Any]:
     from spiketime.data.cochlea import CochleaConfig
 
-    return {"generator": "spiketime.speech_digits", "version": GENERATOR_VERSION, "seed": int(seed),
-            "n_speakers": n_speakers, "reps": reps, "cochlea": asdict(CochleaConfig())}
+    return {
+        "generator": "spiketime.speech_digits",
+        "version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "n_speakers": n_speakers,
+        "reps": reps,
+        "cochlea": asdict(CochleaConfig()),
+    }
 
 
 def _stats(samples: list[Sample]) -> dict[str, float]:
@@ -242,13 +257,20 @@ def _stats(samples: list[Sample]) -> dict[str, float]:
     d = np.array([s[5] for s in samples], dtype=np.float64)
     if not len(n):
         return {}
-    return {"spikes_mean": float(n.mean()), "spikes_median": float(np.median(n)), "spikes_min": int(n.min()),
-            "spikes_max": int(n.max()), "duration_mean_s": float(d.mean()), "duration_min_s": float(d.min()),
-            "duration_max_s": float(d.max())}
+    return {
+        "spikes_mean": float(n.mean()),
+        "spikes_median": float(np.median(n)),
+        "spikes_min": int(n.min()),
+        "spikes_max": int(n.max()),
+        "duration_mean_s": float(d.mean()),
+        "duration_min_s": float(d.min()),
+        "duration_max_s": float(d.max()),
+    }
 
 
-def make_speech_digits(out_dir: Path, *, seed: int = 0, jobs: int | None = None, progress: bool = True,
-                       size: str | int = "default") -> tuple[Path, Path]:
+def make_speech_digits(
+    out_dir: Path, *, seed: int = 0, jobs: int | None = None, progress: bool = True, size: str | int = "default"
+) -> tuple[Path, Path]:
     """Generate the spoken digits into ``out_dir/train.h5``, ``out_dir/test.h5`` and ``out_dir/meta.json``.
 
     Returns the two h5 paths. If both files exist and ``meta.json`` records the same generator version,
@@ -274,26 +296,42 @@ def make_speech_digits(out_dir: Path, *, seed: int = 0, jobs: int | None = None,
     speakers = make_speakers(n_speakers, seed)
     train_ids, test_ids = split_speakers(n_speakers, seed)
     tasks = [(seed, s, reps) for s in speakers]
-    results = _run(_speaker_job, tasks, [len(KEYS) * reps] * len(tasks), jobs or os.cpu_count() or 1,
-                   progress, "speech digits")
+    results = _run(
+        _speaker_job, tasks, [len(KEYS) * reps] * len(tasks), jobs or os.cpu_count() or 1, progress, "speech digits"
+    )
     by_speaker = {res[0][0]: res for res in results}
     counts = {}
     stats = {}
     for name, ids, path in (("train", train_ids, train_p), ("test", test_ids, test_p)):
         samples = [s for i in ids for s in by_speaker[i]]
-        write_shd(path, [s[3] for s in samples], [s[4] for s in samples], [s[1] for s in samples],
-                  speakers=[s[0] for s in samples], keys=KEYS, time_dtype=np.float32)
+        write_shd(
+            path,
+            [s[3] for s in samples],
+            [s[4] for s in samples],
+            [s[1] for s in samples],
+            speakers=[s[0] for s in samples],
+            keys=KEYS,
+            time_dtype=np.float32,
+        )
         counts[name] = len(samples)
         stats[name] = _stats(samples)
-    meta = {"params": params, "speakers": {"train": train_ids, "test": test_ids},
-            "speaker_voices": [asdict(s) for s in speakers], "counts": counts, "spike_stats": stats,
-            "keys": list(KEYS), "seconds": round(time.perf_counter() - t0, 2), "jobs": jobs or os.cpu_count()}
+    meta = {
+        "params": params,
+        "speakers": {"train": train_ids, "test": test_ids},
+        "speaker_voices": [asdict(s) for s in speakers],
+        "counts": counts,
+        "spike_stats": stats,
+        "keys": list(KEYS),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "jobs": jobs or os.cpu_count(),
+    }
     write_json(meta_p, meta)
     return train_p, test_p
 
 
 # ---------------------------------------------------------------------------------------------------------
 # a user's own recordings
+
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
     """A 16-bit PCM WAV (mono, or stereo averaged to mono) as float32 in [-1, 1] and its sample rate."""
@@ -322,8 +360,9 @@ def read_labels_csv(labels_csv: Path, wav_dir: Path) -> list[tuple[Path, int, in
         cols = [h.strip().lower() for h in header]
         missing = [c for c in ("file", "label") if c not in cols]
         if missing:
-            raise InputError(f"{labels_csv}:1: missing column(s) {', '.join(missing)}; "
-                              "expected a header file,label[,speaker]")
+            raise InputError(
+                f"{labels_csv}:1: missing column(s) {', '.join(missing)}; expected a header file,label[,speaker]"
+            )
         i_file, i_label = cols.index("file"), cols.index("label")
         i_spk = cols.index("speaker") if "speaker" in cols else None
         for row in reader:
@@ -368,12 +407,14 @@ def check_wav(path: Path) -> None:
     except (wave.Error, EOFError, OSError) as e:
         raise InputError(f"{path}: unsupported or broken WAV ({e}); need 16-bit PCM, mono or stereo") from e
     if comp != "NONE" or width != 2 or ch not in (1, 2):
-        raise InputError(f"{path}: unsupported WAV ({ch} channels, {8 * width}-bit, {comp}); "
-                          "need 16-bit PCM, mono or stereo")
+        raise InputError(
+            f"{path}: unsupported WAV ({ch} channels, {8 * width}-bit, {comp}); need 16-bit PCM, mono or stereo"
+        )
 
 
-def encode_recording(x: np.ndarray, fs: float, *, seed: int | np.random.Generator = 0,
-                     trim_db: float | None = 40.0, cochlea: Any = None) -> tuple[np.ndarray, np.ndarray, float]:
+def encode_recording(
+    x: np.ndarray, fs: float, *, seed: int | np.random.Generator = 0, trim_db: float | None = 40.0, cochlea: Any = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """One recording through the generator's pipeline: trim to the active span (frames within ``trim_db``
     dB of the loudest) with 50 ms margins, set the active-speech RMS to -20 dBFS, encode.
     Returns ``(times, units, duration)``."""
@@ -407,8 +448,16 @@ def _recordings_job(job: tuple[list[tuple[int, str]], int]) -> list[tuple[int, n
     return out
 
 
-def audio_to_spikes(wav_dir: Path, labels_csv: Path, out: Path, *, jobs: int | None = None,
-                    progress: bool = True, seed: int = 0, keys: list[str] | None = None) -> Path:
+def audio_to_spikes(
+    wav_dir: Path,
+    labels_csv: Path,
+    out: Path,
+    *,
+    jobs: int | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    keys: list[str] | None = None,
+) -> Path:
     """Encode a user's own recordings into one SHD-format file ``out``.
 
     ``labels_csv`` has a header ``file,label`` and optionally ``speaker``; ``file`` is relative to
@@ -439,6 +488,13 @@ def audio_to_spikes(wav_dir: Path, labels_csv: Path, out: Path, *, jobs: int | N
     if keys is None:
         keys = list(KEYS) if max(labels) < len(KEYS) else [str(i) for i in range(max(labels) + 1)]
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_shd(out, times, units, labels, speakers=speakers if all(s is not None for s in speakers) else None,
-              keys=keys, time_dtype=np.float32)
+    write_shd(
+        out,
+        times,
+        units,
+        labels,
+        speakers=speakers if all(s is not None for s in speakers) else None,
+        keys=keys,
+        time_dtype=np.float32,
+    )
     return out

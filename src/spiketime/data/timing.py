@@ -129,8 +129,18 @@ def _check_real(name: str, v: object, *, positive: bool) -> float:
     return v
 
 
-def _validate(task: str, variant: str, n_samples: int, channels: int, duration: float, dt: float, num_classes: int,
-              noise: float, jitter: float, seed: int) -> tuple[int, int, float, float, int, float, float, int]:
+def _validate(
+    task: str,
+    variant: str,
+    n_samples: int,
+    channels: int,
+    duration: float,
+    dt: float,
+    num_classes: int,
+    noise: float,
+    jitter: float,
+    seed: int,
+) -> tuple[int, int, float, float, int, float, float, int]:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if variant not in VARIANTS:
@@ -157,17 +167,22 @@ def _validate(task: str, variant: str, n_samples: int, channels: int, duration: 
         if channels < 3:
             raise ValueError(f"channels must be >= 3 for task 'coincidence', got {channels}")
         if num_classes > channels:
-            raise ValueError(f"num_classes={num_classes} is too many for task 'coincidence' with channels={channels} "
-                             f"(at most one class per channel)")
+            raise ValueError(
+                f"num_classes={num_classes} is too many for task 'coincidence' with channels={channels} "
+                f"(at most one class per channel)"
+            )
         span, what = 2 * s + COINC_VOLLEYS * s, f"{COINC_VOLLEYS} volleys"
     if span > duration:
-        raise ValueError(f"num_classes={num_classes} is too many for duration={duration:g} ms with task {task!r} "
-                         f"({what} plus {s:g} ms margins need >= {span:g} ms)")
+        raise ValueError(
+            f"num_classes={num_classes} is too many for duration={duration:g} ms with task {task!r} "
+            f"({what} plus {s:g} ms margins need >= {span:g} ms)"
+        )
     return n_samples, channels, duration, dt, num_classes, noise, jitter, seed
 
 
-def _pattern_times(task: str, y: np.ndarray, channels: int, duration: float, dt: float, K: int,
-                   rng: np.random.Generator) -> np.ndarray:
+def _pattern_times(
+    task: str, y: np.ndarray, channels: int, duration: float, dt: float, K: int, rng: np.random.Generator
+) -> np.ndarray:
     """Pattern spike times (ms) before jitter, ``[N, C, n_pattern]``."""
     N, C = len(y), channels
     s = _step(dt)
@@ -181,8 +196,8 @@ def _pattern_times(task: str, y: np.ndarray, channels: int, duration: float, dt:
         lag = codebook("ccisi", channels=C, num_classes=K, dt=dt)[y]  # [N, P]
         t = np.empty((N, C, 1))
         lead = rng.uniform(s, duration - s - lv[-1], size=(N, P))
-        t[:, 0:2 * P:2, 0] = lead
-        t[:, 1:2 * P:2, 0] = lead + lag
+        t[:, 0 : 2 * P : 2, 0] = lead
+        t[:, 1 : 2 * P : 2, 0] = lead + lag
         if C % 2:
             t[:, -1, 0] = rng.uniform(s, duration - s, size=N)
         return t
@@ -219,20 +234,29 @@ def _place_free(spk: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -
     N, C, T = spk.shape
     chunk = max(1, _CHUNK_ELEMENTS // (C * T))
     for a in range(0, N, chunk):
-        occ = spk[a:a + chunk]
+        occ = spk[a : a + chunk]
         keys = rng.random(occ.shape)
         keys[occ] = 2.0  # occupied bins sort last
         order = np.argsort(keys, axis=-1)
-        k = np.minimum(counts[a:a + chunk], T - occ.sum(-1))
+        k = np.minimum(counts[a : a + chunk], T - occ.sum(-1))
         new = np.zeros_like(occ)
         np.put_along_axis(new, order, np.arange(T) < k[..., None], axis=-1)
         occ |= new
 
 
-def generate(task: str, variant: str, *, n_samples: int = DEFAULTS["n_samples"], channels: int = DEFAULTS["channels"],
-             duration: float = DEFAULTS["duration"], dt: float = DEFAULTS["dt"],
-             num_classes: int = DEFAULTS["num_classes"], noise: float = DEFAULTS["noise"],
-             jitter: float = DEFAULTS["jitter"], seed: int = DEFAULTS["seed"]) -> tuple[Tensor, Tensor]:
+def generate(
+    task: str,
+    variant: str,
+    *,
+    n_samples: int = DEFAULTS["n_samples"],
+    channels: int = DEFAULTS["channels"],
+    duration: float = DEFAULTS["duration"],
+    dt: float = DEFAULTS["dt"],
+    num_classes: int = DEFAULTS["num_classes"],
+    noise: float = DEFAULTS["noise"],
+    jitter: float = DEFAULTS["jitter"],
+    seed: int = DEFAULTS["seed"],
+) -> tuple[Tensor, Tensor]:
     """Generate a synthetic timing task (see the module docstring for the generative process).
 
     ``duration``, ``dt`` and ``jitter`` in ms, ``noise`` in Hz.  Returns ``x`` float32 ``[n_samples, T, channels]``
@@ -240,7 +264,8 @@ def generate(task: str, variant: str, *, n_samples: int = DEFAULTS["n_samples"],
     Raises ``ValueError`` naming the offending argument.
     """
     n_samples, channels, duration, dt, K, noise, jitter, seed = _validate(
-        task, variant, n_samples, channels, duration, dt, num_classes, noise, jitter, seed)
+        task, variant, n_samples, channels, duration, dt, num_classes, noise, jitter, seed
+    )
     T = int(round(duration / dt))
     rng = np.random.default_rng(seed)
     y = np.arange(n_samples, dtype=np.int64) % K

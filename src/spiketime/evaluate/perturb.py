@@ -45,8 +45,9 @@ def _shift(x: Tensor, shift_bins: Tensor | None, per_spike_sigma: float, generat
     return out.to(x.dtype)
 
 
-def perturb(x: Tensor, kind: str, level: float, dt: float, generator: torch.Generator,
-            mask: Tensor | None = None) -> Tensor:
+def perturb(
+    x: Tensor, kind: str, level: float, dt: float, generator: torch.Generator, mask: Tensor | None = None
+) -> Tensor:
     """Return a perturbed copy of spike counts ``x`` ``[B, T, C]`` (see the module docstring)."""
     check_level(kind, level)
     if level == 0:
@@ -57,8 +58,9 @@ def perturb(x: Tensor, kind: str, level: float, dt: float, generator: torch.Gene
         shifts = torch.randn(x.shape[0], x.shape[2], generator=generator, dtype=torch.float64) * (level / dt)
         return _shift(x, shifts, 0.0, generator)
     if kind == "delete":
-        return torch.binomial(x.round().double(), torch.full(x.shape, 1.0 - level, dtype=torch.float64),
-                              generator=generator).to(x.dtype)
+        return torch.binomial(
+            x.round().double(), torch.full(x.shape, 1.0 - level, dtype=torch.float64), generator=generator
+        ).to(x.dtype)
     # reverse: bin t of a sample with valid length L goes to L - 1 - t
     lengths = mask.sum(1) if mask is not None else torch.full((x.shape[0],), x.shape[1])
     t = torch.arange(x.shape[1])
@@ -68,8 +70,18 @@ def perturb(x: Tensor, kind: str, level: float, dt: float, generator: torch.Gene
     return out * valid[:, :, None].to(x.dtype)
 
 
-def perturbation_curve(model: nn.Module, data: Split, loss: str, kind: str, levels: list[float], dt: float, seed: int = 0,
-                       device: str = "cpu", progress: bool = False, desc: str | None = None) -> list[float]:
+def perturbation_curve(
+    model: nn.Module,
+    data: Split,
+    loss: str,
+    kind: str,
+    levels: list[float],
+    dt: float,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+    desc: str | None = None,
+) -> list[float]:
     """Test accuracy of ``model`` on ``data`` perturbed at each level (one seeded generator per level);
     ``progress``: a bar ``desc`` (default: ``kind``) over the levels, and one over each level's batches."""
     from spiketime.learning.bptt import evaluate
@@ -80,8 +92,14 @@ def perturbation_curve(model: nn.Module, data: Split, loss: str, kind: str, leve
     accuracies = []
     for level in progress_bar(progress, desc or kind, len(levels), "level", iterable=levels):
         g = torch.Generator().manual_seed(seed)
-        res = evaluate(model, data, loss, device=device,
-                       transform=lambda x, m, lv=level, g=g: perturb(x, kind, lv, dt, g, m), progress=progress,
-                       desc=f"{kind} {level:g}")
+        res = evaluate(
+            model,
+            data,
+            loss,
+            device=device,
+            transform=lambda x, m, lv=level, g=g: perturb(x, kind, lv, dt, g, m),
+            progress=progress,
+            desc=f"{kind} {level:g}",
+        )
         accuracies.append(res["accuracy"])
     return accuracies

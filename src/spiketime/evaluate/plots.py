@@ -60,8 +60,10 @@ def plot_learning_curves(history: list[dict], path: Path | str) -> Figure:
         return ([p[0] for p in pts], [float(p[1]) for p in pts]) if pts else None
 
     epochs = sorted({h["epoch"] for h in history if "epoch" in h})
-    for ax, keys, title in ((ax_loss, ("train_loss", "val_loss"), "loss"),
-                            (ax_acc, ("train_accuracy", "val_accuracy"), "accuracy")):
+    for ax, keys, title in (
+        (ax_loss, ("train_loss", "val_loss"), "loss"),
+        (ax_acc, ("train_accuracy", "val_accuracy"), "accuracy"),
+    ):
         for key in keys:
             s = series(key)
             if s:
@@ -121,16 +123,16 @@ def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path: Path | 
     fig = _new_figure(min(4.0 * n, 16.0), 3.2)
     axes = fig.subplots(1, n, squeeze=False)[0]
     if not names:
-        axes[0].text(0.5, 0.5, "no learnable delays", ha="center", va="center",
-                     transform=axes[0].transAxes, fontsize=14)
+        axes[0].text(
+            0.5, 0.5, "no learnable delays", ha="center", va="center", transform=axes[0].transAxes, fontsize=14
+        )
         axes[0].set_axis_off()
     hi = float(delay_max) if delay_max and delay_max > 0 else 1.0
     for ax, name in zip(axes, names):
         d = _to_numpy(delays[name]).astype(np.float64).ravel()
         lo_r = min(0.0, float(d.min())) if d.size else 0.0
         hi_r = max(hi, float(d.max())) if d.size else hi  # never drop out-of-range delays
-        ax.hist(d, bins=min(50, max(10, int(np.sqrt(d.size)))), range=(lo_r, hi_r),
-                color="tab:blue", edgecolor="white")
+        ax.hist(d, bins=min(50, max(10, int(np.sqrt(d.size)))), range=(lo_r, hi_r), color="tab:blue", edgecolor="white")
         ax.axvline(hi, color="gray", lw=1, ls="--", label=f"delay_max {hi:g} ms")
         ax.set(xlabel="delay (ms)", ylabel="count", title=f"{name} (n={d.size})")
         if d.size:
@@ -140,8 +142,13 @@ def plot_delay_histogram(delays: dict[str, Any], delay_max: float, path: Path | 
     return fig
 
 
-def plot_perturbation(curves: dict[str, tuple[list[float], list[float]]], xlabel: str, path: Path | str,
-                      chance: float | None = None, title: str = "") -> None:
+def plot_perturbation(
+    curves: dict[str, tuple[list[float], list[float]]],
+    xlabel: str,
+    path: Path | str,
+    chance: float | None = None,
+    title: str = "",
+) -> None:
     """Accuracy against perturbation level, one line per model: ``curves[label] = (levels, accuracies)``."""
     fig = _new_figure(6.0, 4.0)
     ax = fig.subplots()

@@ -32,8 +32,8 @@ and raise an error.
 
 from __future__ import annotations
 
-import json
 import inspect
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ def _nir() -> Any:
     try:
         import nir
     except ImportError:
-        raise InputError("NIR export needs the nir package: pip install \"spiketime[nir]\"") from None
+        raise InputError('NIR export needs the nir package: pip install "spiketime[nir]"') from None
     return nir
 
 
@@ -79,8 +79,10 @@ def to_nir(model: torch.nn.Module, dt: float | None = None, config: dict | None 
 
     nir = _nir()
     if not isinstance(model, SpikingNetwork):
-        raise InputError(f"model: NIR export supports a SpikingNetwork (LIF), got {type(model).__name__} (no NIR "
-                         "primitive for gamma buckets)")
+        raise InputError(
+            f"model: NIR export supports a SpikingNetwork (LIF), got {type(model).__name__} (no NIR "
+            "primitive for gamma buckets)"
+        )
     dt = model.dt if dt is None else dt
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array([model.projections[0].n_in])})}
     edges: list[tuple[str, str]] = []
@@ -89,18 +91,20 @@ def to_nir(model: torch.nn.Module, dt: float | None = None, config: dict | None 
     n_layers = len(model.projections)
     for idx, (proj, neuron) in enumerate(zip(model.projections, model.neurons)):
         if proj.kind == "synaptic":
-            raise InputError(f"model: layer {idx + 1} has synaptic delays, which cannot be exported to NIR (its Delay node "
-                         "acts per channel); "
-                              "use axonal delays")
+            raise InputError(
+                f"model: layer {idx + 1} has synaptic delays, which cannot be exported to NIR (its Delay node "
+                "acts per channel); "
+                "use axonal delays"
+            )
         if proj.kind == "axonal":
-            nodes[f"delay{idx}"] = nir.Delay(delay=_np(proj.delays.double()) * DT_UNIT,
-                                             metadata={"delay_mode": proj.mode, "delay_max": proj.delay_max,
-                                                       "delay_sigma": proj.sigma})
+            nodes[f"delay{idx}"] = nir.Delay(
+                delay=_np(proj.delays.double()) * DT_UNIT,
+                metadata={"delay_mode": proj.mode, "delay_max": proj.delay_max, "delay_sigma": proj.sigma},
+            )
             edges.append((prev, f"delay{idx}"))
             prev = f"delay{idx}"
         w = _np(proj.effective_weight)
-        nodes[f"fc{idx}"] = (nir.Affine(weight=w, bias=_np(proj.bias)) if proj.bias is not None
-                             else nir.Linear(weight=w))
+        nodes[f"fc{idx}"] = nir.Affine(weight=w, bias=_np(proj.bias)) if proj.bias is not None else nir.Linear(weight=w)
         edges.append((prev, f"fc{idx}"))
         n = proj.n_out
         name = "readout" if idx == n_layers - 1 else f"lif{idx}"
@@ -112,12 +116,19 @@ def to_nir(model: torch.nn.Module, dt: float | None = None, config: dict | None 
             theta = np.full(n, float(neuron.theta))
             tau_m = _tau_nir(neuron.tau_mem, dt, n)
             if neuron.log_tau_syn is None:
-                nodes[name] = nir.LIF(tau=tau_m, r=ones, v_leak=zeros, v_threshold=theta, v_reset=zeros,
-                                      metadata=meta)
+                nodes[name] = nir.LIF(tau=tau_m, r=ones, v_leak=zeros, v_threshold=theta, v_reset=zeros, metadata=meta)
             else:
                 tau_s = _tau_nir(neuron.log_tau_syn.exp(), dt, n)
-                nodes[name] = nir.CubaLIF(tau_syn=tau_s, tau_mem=tau_m, r=ones, v_leak=zeros, v_threshold=theta,
-                                          v_reset=zeros, w_in=tau_s / (dt * DT_UNIT), metadata=meta)
+                nodes[name] = nir.CubaLIF(
+                    tau_syn=tau_s,
+                    tau_mem=tau_m,
+                    r=ones,
+                    v_leak=zeros,
+                    v_threshold=theta,
+                    v_reset=zeros,
+                    w_in=tau_s / (dt * DT_UNIT),
+                    metadata=meta,
+                )
         edges.append((f"fc{idx}", name))
         if idx < len(recs):
             nodes[f"rec{idx}"] = nir.Linear(weight=_np(recs[idx].effective_weight))
@@ -183,9 +194,11 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.LI)):
             v_reset = np.asarray(getattr(node, "v_reset", None) if getattr(node, "v_reset", None) is not None else 0.0)
             if np.any(v_reset != 0):
-                raise InputError(f"NIR graph: node {cur!r} resets to v_reset {np.unique(v_reset)[:3].tolist()}; "
-                                  "spiketime neurons reset to 0 (reset zero) or subtract the threshold, so a nonzero "
-                                  "v_reset cannot be imported exactly")
+                raise InputError(
+                    f"NIR graph: node {cur!r} resets to v_reset {np.unique(v_reset)[:3].tolist()}; "
+                    "spiketime neurons reset to 0 (reset zero) or subtract the threshold, so a nonzero "
+                    "v_reset cannot be imported exactly"
+                )
             if not layers or "neuron" in layers[-1]:
                 raise InputError(f"NIR graph: neuron node {cur!r} is not preceded by an Affine/Linear node")
             layers[-1]["neuron"] = node
@@ -194,8 +207,10 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
                 layers[-1]["rec"] = nodes[loops[0]]
                 seen.add(loops[0])
         else:
-            raise InputError(f"NIR graph: node {cur!r} of type {type(node).__name__} is not supported (expected "
-                              "Delay, Affine, Linear, LIF, CubaLIF, LI)")
+            raise InputError(
+                f"NIR graph: node {cur!r} of type {type(node).__name__} is not supported (expected "
+                "Delay, Affine, Linear, LIF, CubaLIF, LI)"
+            )
     if not layers or any("neuron" not in lay for lay in layers):
         raise InputError("NIR graph: every Affine/Linear node must feed a LIF, CubaLIF or LI node")
     hidden, readout = layers[:-1], layers[-1]
@@ -210,10 +225,14 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
     cfg_dict = json.loads(meta["model"]) if isinstance(meta.get("model"), (str, bytes)) else {}
     delayed = [lay for lay in hidden if lay["delay"] is not None]
     if delayed and len(delayed) != len(hidden):
-        raise InputError("NIR graph: Delay nodes on some hidden projections only; spiketime delays every hidden "
-                          "projection or none")
-    thetas = {float(np.unique(np.asarray(lay["neuron"].v_threshold))[0]) for lay in layers
-              if not isinstance(lay["neuron"], nir.LI)}
+        raise InputError(
+            "NIR graph: Delay nodes on some hidden projections only; spiketime delays every hidden projection or none"
+        )
+    thetas = {
+        float(np.unique(np.asarray(lay["neuron"].v_threshold))[0])
+        for lay in layers
+        if not isinstance(lay["neuron"], nir.LI)
+    }
     for lay in layers:
         if not isinstance(lay["neuron"], nir.LI) and np.unique(np.asarray(lay["neuron"].v_threshold)).size != 1:
             raise InputError("NIR graph: spiketime needs one v_threshold for all neurons of a layer")
@@ -233,9 +252,14 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
     reset = (first.metadata or {}).get("reset", "zero") if hasattr(first, "metadata") else "zero"
     cfg_dict.update(
         hidden=[int(np.asarray(lay["fc"].weight).shape[0]) for lay in hidden],
-        delays="axonal" if delayed else "none", reset=reset, theta=thetas.pop(),
-        tau_syn=1.0 if cuba else None, recurrent=any("rec" in lay for lay in hidden),
-        readout="li" if isinstance(readout["neuron"], nir.LI) else "lif", density=1.0, weight_bits=None,
+        delays="axonal" if delayed else "none",
+        reset=reset,
+        theta=thetas.pop(),
+        tau_syn=1.0 if cuba else None,
+        recurrent=any("rec" in lay for lay in hidden),
+        readout="li" if isinstance(readout["neuron"], nir.LI) else "lif",
+        density=1.0,
+        weight_bits=None,
         spike="hard",
         delay_mode=delay_meta.get("delay_mode", cfg_dict.get("delay_mode", "interp")),
         delay_max=float(delay_meta.get("delay_max", math.ceil(max_delay / dt) * dt if delayed else 0.0)),
@@ -251,8 +275,10 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
             proj, neuron = model.projections[idx], model.neurons[idx]
             w = torch.as_tensor(np.asarray(lay["fc"].weight, dtype=np.float64))
             if tuple(w.shape) != tuple(proj.weight.shape):
-                raise InputError(f"NIR graph: layer {idx + 1} weight has shape {tuple(w.shape)}, expected "
-                                  f"{tuple(proj.weight.shape)} (layers must chain)")
+                raise InputError(
+                    f"NIR graph: layer {idx + 1} weight has shape {tuple(w.shape)}, expected "
+                    f"{tuple(proj.weight.shape)} (layers must chain)"
+                )
             proj.weight.copy_(w)
             if isinstance(lay["fc"], nir.Affine):
                 proj.bias = torch.nn.Parameter(torch.as_tensor(np.asarray(lay["fc"].bias, dtype=np.float64)).float())
@@ -266,15 +292,18 @@ def from_nir(graph: Any, dt: float) -> torch.nn.Module:
                 neuron.log_tau_syn.copy_(torch.log(_tau_ms(nd.tau_syn, dt)))
                 w_in = np.asarray(nd.w_in, dtype=np.float64) * dt * DT_UNIT / np.asarray(nd.tau_syn, dtype=np.float64)
                 if not np.allclose(w_in, 1.0):
-                    raise InputError("NIR graph: CubaLIF w_in must equal tau_syn / dt (spiketime's synapse adds its "
-                                      "input unscaled)")
+                    raise InputError(
+                        "NIR graph: CubaLIF w_in must equal tau_syn / dt (spiketime's synapse adds its input unscaled)"
+                    )
             else:
                 neuron.log_tau_mem.copy_(torch.log(_tau_ms(nd.tau, dt)))
             if "rec" in lay:
                 w_rec = torch.as_tensor(np.asarray(lay["rec"].weight, dtype=np.float64))
                 if bool((w_rec.diagonal() != 0).any()):
-                    raise InputError(f"NIR graph: layer {idx + 1}'s recurrent weights have self-connections, "
-                                      "which spiketime's recurrent layers exclude")
+                    raise InputError(
+                        f"NIR graph: layer {idx + 1}'s recurrent weights have self-connections, "
+                        "which spiketime's recurrent layers exclude"
+                    )
                 model.recurrents[idx].weight.copy_(w_rec)
                 model.recurrents[idx].mask.fill_(1.0).fill_diagonal_(0.0)
     return model

@@ -180,8 +180,7 @@ def _check_x_state(x_seq: Tensor, taps: int, state: DelayState | None) -> DelayS
         return init_delay_state(b, n, taps, x_seq)
     if tuple(state.buffer.shape) != (taps - 1, b, n):
         raise ValueError(
-            f"state.buffer must have shape {(taps - 1, b, n)} = [taps-1, B, N], "
-            f"got {tuple(state.buffer.shape)}"
+            f"state.buffer must have shape {(taps - 1, b, n)} = [taps-1, B, N], got {tuple(state.buffer.shape)}"
         )
     return state
 
@@ -198,7 +197,7 @@ def _causal_conv(
     xp = torch.cat([buffer.to(x_seq.dtype), x_seq], dim=0)  # [taps-1+T, B, N]
     inp = xp.permute(1, 2, 0)  # [B, N, L]
     y = F.conv1d(inp, kernel.flip(-1).to(x_seq.dtype), bias=bias, groups=groups)  # [B, C, T]
-    new_buffer = xp[xp.shape[0] - (taps - 1):]
+    new_buffer = xp[xp.shape[0] - (taps - 1) :]
     return y.permute(2, 0, 1), DelayState(new_buffer)
 
 
@@ -245,8 +244,9 @@ def axonal_delay(
     return _causal_conv(x_seq, state.buffer, kernel.unsqueeze(1), groups=n, bias=None)
 
 
-def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps: int,
-                  compiled: bool | None = None) -> tuple[Tensor, DelayState]:
+def _interp_shift(
+    x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps: int, compiled: bool | None = None
+) -> tuple[Tensor, DelayState]:
     """Mode ``interp`` as ``y[t] = (1-f) xp[t-n] + f xp[t-n-1]`` over ``xp = cat(buffer, x_seq)``: the same
     values and gradients as the two nonzero taps of :func:`delay_kernel` in :func:`_causal_conv`, without
     the ``taps``-wide convolution. ``compiled``: by the compiled CPU kernel
@@ -258,7 +258,7 @@ def _interp_shift(x_seq: Tensor, buffer: Tensor, delays: Tensor, dt: float, taps
     n = torch.floor(d).clamp(max=float(taps - 2)).detach()
     f = (d - n).to(x_seq.dtype)
     start = (taps - 1) - n.long()  # xp row of x[t - n] at t = 0
-    new_buffer = x_seq[T - (taps - 1):] if T >= taps - 1 else torch.cat([buffer[T:], x_seq], dim=0)
+    new_buffer = x_seq[T - (taps - 1) :] if T >= taps - 1 else torch.cat([buffer[T:], x_seq], dim=0)
     if compiled is None:
         compiled = x_seq.device.type == "cpu" and cpu.supports(x_seq)
     if compiled:

@@ -28,8 +28,9 @@ def li_step(x: Tensor, state: LIState, tau: Tensor, dt: float) -> tuple[Tensor, 
     return v, LIState(v)
 
 
-def li_sequence(x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = None,
-                backend: str = "auto") -> tuple[Tensor, LIState]:
+def li_sequence(
+    x_seq: Tensor, tau: Tensor, dt: float, state: LIState | None = None, backend: str = "auto"
+) -> tuple[Tensor, LIState]:
     """Run :func:`li_step` over ``x_seq`` [T, B, N]; returns the membrane trace [T, B, N] and final state.
 
     ``backend`` as in :func:`spiketime.functional.lif.lif_sequence` (op ``"li"`` of

@@ -79,7 +79,11 @@ def scan_decay(tau: Tensor, dt: float, n: int, like: Tensor) -> Tensor:
 
 
 def lif_sequence(
-    x_seq: Tensor, p: LIFParams, dt: float, state: LIFState | None = None, record_v: bool = False,
+    x_seq: Tensor,
+    p: LIFParams,
+    dt: float,
+    state: LIFState | None = None,
+    record_v: bool = False,
     backend: str = "auto",
 ) -> tuple[Tensor, LIFState] | tuple[Tensor, LIFState, Tensor]:
     """Run :func:`lif_step` over ``x_seq`` [T, B, N]; returns spikes [T, B, N], final state (and ``v`` [T, B, N]).
@@ -100,8 +104,9 @@ def lif_sequence(
         n = x_seq.shape[2]
         beta = scan_decay(p.tau_mem, dt, n, x_seq)
         alpha = None if p.tau_syn is None else scan_decay(p.tau_syn, dt, n, x_seq)
-        s, v, i_last = lif_scan(x_seq, beta, alpha, state.v, state.i, state.s, p.theta, p.reset, p.surrogate,
-                                p.smooth, p.detach_reset)
+        s, v, i_last = lif_scan(
+            x_seq, beta, alpha, state.v, state.i, state.s, p.theta, p.reset, p.surrogate, p.smooth, p.detach_reset
+        )
         i_last = i_last if alpha is not None else x_seq[-1]
         final = LIFState(v[-1].to(x_seq.dtype), i_last.to(x_seq.dtype), s[-1])
         return (s, final, v) if record_v else (s, final)
@@ -116,7 +121,12 @@ def lif_sequence(
 
 
 def lif_sequence_recurrent(
-    x_seq: Tensor, w_rec: Tensor, p: LIFParams, dt: float, state: LIFState | None = None, record_v: bool = False,
+    x_seq: Tensor,
+    w_rec: Tensor,
+    p: LIFParams,
+    dt: float,
+    state: LIFState | None = None,
+    record_v: bool = False,
 ) -> tuple[Tensor, LIFState] | tuple[Tensor, LIFState, Tensor]:
     """Recurrent LIF layer: :func:`lif_step` on ``x[t] + s[t-1] @ w_rec^T`` over ``x_seq`` [T, B, N].
 

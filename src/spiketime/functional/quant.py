@@ -65,7 +65,7 @@ def leak_shift(beta: Tensor) -> Tensor:
     on hardware ``beta v`` becomes ``v - (v >> k)``."""
     b = beta.detach().double().clamp(1e-12, 1 - 1e-12)
     ks = torch.arange(1, 31, dtype=torch.float64)
-    cand = 1.0 - 2.0 ** -ks  # [30]
+    cand = 1.0 - 2.0**-ks  # [30]
     return (b.unsqueeze(-1) - cand).abs().argmin(dim=-1).to(torch.int64) + 1
 
 

@@ -45,8 +45,9 @@ class SigmaDeltaParams(NamedTuple):
     m_f: float | Tensor = 0.5  # threshold multiplier per spike
 
 
-def sigma_delta_init(batch: int, m: int | tuple[int, ...], like: Tensor, theta0: float | Tensor = 0.1
-                     ) -> SigmaDeltaState:
+def sigma_delta_init(
+    batch: int, m: int | tuple[int, ...], like: Tensor, theta0: float | Tensor = 0.1
+) -> SigmaDeltaState:
     """Resting state: ``yhat = 0``, ``theta = theta0``, shape ``[batch, m]`` (or ``[batch, *m]``), dtype/device of
     ``like``."""
     shape = (batch, *m) if isinstance(m, tuple) else (batch, m)
@@ -59,8 +60,9 @@ def _decay(tau: float | Tensor, dt: float, like: Tensor) -> Tensor:
     return decay(torch.as_tensor(tau, dtype=like.dtype, device=like.device), dt)
 
 
-def sigma_delta_step(x: Tensor, state: SigmaDeltaState, params: SigmaDeltaParams, dt: float
-                     ) -> tuple[Tensor, Tensor, SigmaDeltaState]:
+def sigma_delta_step(
+    x: Tensor, state: SigmaDeltaState, params: SigmaDeltaParams, dt: float
+) -> tuple[Tensor, Tensor, SigmaDeltaState]:
     """One sigma-delta step on the input current ``x`` [B, M] (module docstring): returns the transmitted value
     ``u = s theta`` [B, M], the spikes ``s`` (0/1, no graph) and the new state."""
     a_r = _decay(params.tau_ref, dt, x)

@@ -10,7 +10,24 @@ from spiketime.hardware.fixed_point import HardwareLayer, HardwareSpec, hardware
 from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import activation_sparsity, footprint_bytes, network_synops, synops
 
-__all__ = ["HARDWARE_BITS", "QUANT_MODES", "HardwareLayer", "HardwareSpec", "activation_sparsity",
-           "evaluate_hardware", "fake_quantize", "float_costs", "footprint_bytes", "hard_spikes", "hardware_layers",
-           "leak_shift", "network_synops", "quantize", "quantized_weights_model", "run_fake_quant", "run_integer",
-           "synops", "weight_scale"]
+__all__ = [
+    "HARDWARE_BITS",
+    "QUANT_MODES",
+    "HardwareLayer",
+    "HardwareSpec",
+    "activation_sparsity",
+    "evaluate_hardware",
+    "fake_quantize",
+    "float_costs",
+    "footprint_bytes",
+    "hard_spikes",
+    "hardware_layers",
+    "leak_shift",
+    "network_synops",
+    "quantize",
+    "quantized_weights_model",
+    "run_fake_quant",
+    "run_integer",
+    "synops",
+    "weight_scale",
+]

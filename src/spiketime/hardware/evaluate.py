@@ -14,10 +14,16 @@ from typing import Any
 
 import torch
 
-from spiketime.hardware.fixed_point import HardwareSpec, check_lif_model, hardware_layers, integer_delays, run_fake_quant
+from spiketime.functional.quant import quantize, weight_scale
+from spiketime.hardware.fixed_point import (
+    HardwareSpec,
+    check_lif_model,
+    hardware_layers,
+    integer_delays,
+    run_fake_quant,
+)
 from spiketime.hardware.integer_sim import run_integer
 from spiketime.hardware.metrics import footprint_bytes, network_synops, zero_and_total
-from spiketime.functional.quant import quantize, weight_scale
 from spiketime.learning.losses import class_scores
 from spiketime.progress import n_batches, progress_bar
 
@@ -48,8 +54,16 @@ def quantized_weights_model(model: torch.nn.Module, spec: HardwareSpec) -> torch
 
 
 @torch.no_grad()
-def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: HardwareSpec, batch_size: int = 256,
-                      integer: bool = False, progress: bool = False, desc: str = "deployed") -> dict[str, Any]:
+def evaluate_hardware(
+    model: torch.nn.Module,
+    data: Any,
+    loss: str,
+    spec: HardwareSpec,
+    batch_size: int = 256,
+    integer: bool = False,
+    progress: bool = False,
+    desc: str = "deployed",
+) -> dict[str, Any]:
     """Accuracy of the deployed model on ``data`` (a split with ``x`` [N, T, C], ``y``) and its costs per sample:
     ``test_accuracy``, ``synops_per_sample`` (NeuroBench's convention; ``synops_emitted_per_sample``: every
     emitted spike, :mod:`spiketime.hardware.metrics`), ``activation_sparsity``, ``footprint_bytes``,
@@ -72,10 +86,11 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
         recurrent = [lay.q_rec for lay in layers[:-1]]
         delays = [lay.delays for lay in layers]
     correct, ops, ops_emitted, zeros, total, spikes, saturated, updates = 0, 0, 0, 0, 0, 0.0, 0, 0
-    for start in progress_bar(progress, desc, n_batches(len(data), batch_size), "batch", leave=False,
-                              iterable=range(0, len(data), batch_size)):
-        xb = data.x[start:start + batch_size].to(torch.float32).transpose(0, 1).contiguous()  # [T, B, C]
-        y = data.y[start:start + batch_size]
+    for start in progress_bar(
+        progress, desc, n_batches(len(data), batch_size), "batch", leave=False, iterable=range(0, len(data), batch_size)
+    ):
+        xb = data.x[start : start + batch_size].to(torch.float32).transpose(0, 1).contiguous()  # [T, B, C]
+        y = data.y[start : start + batch_size]
         if layers is None:
             out, _, outputs = net.run(xb)
             hidden = outputs[:-1]
@@ -94,21 +109,28 @@ def evaluate_hardware(model: torch.nn.Module, data: Any, loss: str, spec: Hardwa
         zeros, total = zeros + z, total + n
         spikes += float(sum(h.sum() for h in hidden))
     n = len(data)
-    res = {"test_accuracy": correct / n, "synops_per_sample": ops / n, "synops_emitted_per_sample": ops_emitted / n,
-           "activation_sparsity": zeros / total if total else 1.0,
-           "footprint_bytes": footprint_bytes(model, spec.bits, spec.membrane_bits, spec.per_channel),
-           "float_footprint_bytes": footprint_bytes(model), "hidden_spikes_per_sample": spikes / n,
-           "bits": spec.bits, "quant": "per_channel" if spec.per_channel else "per_tensor",
-           "membrane_bits": spec.membrane_bits,
-           "simulator": "integer" if integer else ("fixed_point" if layers is not None else "float")}
+    res = {
+        "test_accuracy": correct / n,
+        "synops_per_sample": ops / n,
+        "synops_emitted_per_sample": ops_emitted / n,
+        "activation_sparsity": zeros / total if total else 1.0,
+        "footprint_bytes": footprint_bytes(model, spec.bits, spec.membrane_bits, spec.per_channel),
+        "float_footprint_bytes": footprint_bytes(model),
+        "hidden_spikes_per_sample": spikes / n,
+        "bits": spec.bits,
+        "quant": "per_channel" if spec.per_channel else "per_tensor",
+        "membrane_bits": spec.membrane_bits,
+        "simulator": "integer" if integer else ("fixed_point" if layers is not None else "float"),
+    }
     if layers is not None:
         res["saturated_fraction"] = saturated / updates if updates else 0.0
         res["frac_bits"] = [lay.frac for lay in layers]
     return res
 
 
-def float_costs(model: torch.nn.Module, data: Any, batch_size: int = 256, progress: bool = False,
-                desc: str = "float costs") -> dict[str, float]:
+def float_costs(
+    model: torch.nn.Module, data: Any, batch_size: int = 256, progress: bool = False, desc: str = "float costs"
+) -> dict[str, float]:
     """SynOps per sample and activation sparsity of the float hard-spike ``model`` (no quantisation);
     ``progress``: a bar ``desc`` over the batches on stderr, gone when done."""
     model.eval()
@@ -117,13 +139,22 @@ def float_costs(model: torch.nn.Module, data: Any, batch_size: int = 256, progre
     delays = [integer_delays(p) for p in model.projections]  # the deployed whole-step delays
     ops, ops_emitted, zeros, total = 0, 0, 0, 0
     with torch.no_grad():
-        for start in progress_bar(progress, desc, n_batches(len(data), batch_size), "batch", leave=False,
-                                  iterable=range(0, len(data), batch_size)):
-            xb = data.x[start:start + batch_size].to(torch.float32).transpose(0, 1).contiguous()
+        for start in progress_bar(
+            progress,
+            desc,
+            n_batches(len(data), batch_size),
+            "batch",
+            leave=False,
+            iterable=range(0, len(data), batch_size),
+        ):
+            xb = data.x[start : start + batch_size].to(torch.float32).transpose(0, 1).contiguous()
             _, _, outputs = model.run(xb)
             ops += network_synops(xb, outputs[:-1], weights, recurrent, delays)
             ops_emitted += network_synops(xb, outputs[:-1], weights, recurrent, convention="emitted")
             z, t = zero_and_total(outputs[:-1])
             zeros, total = zeros + z, total + t
-    return {"synops_per_sample": ops / len(data), "synops_emitted_per_sample": ops_emitted / len(data),
-            "activation_sparsity": zeros / total if total else 1.0}
+    return {
+        "synops_per_sample": ops / len(data),
+        "synops_emitted_per_sample": ops_emitted / len(data),
+        "activation_sparsity": zeros / total if total else 1.0,
+    }

@@ -42,7 +42,6 @@ from spiketime.errors import InputError
 from spiketime.functional.lif import decay
 from spiketime.functional.quant import frac_bits_for, leak_shift, qmax, quantize, weight_scale
 
-
 SPIKES_HEADROOM = 16  # the current range holds this many simultaneous largest-weight input spikes
 
 
@@ -81,7 +80,7 @@ class HardwareLayer:
     @property
     def lsb(self) -> Tensor:
         """``lambda_j = s_j 2^-F``: the real value of one membrane unit, per neuron [M] (float64)."""
-        return self.scale * 2.0 ** -self.frac
+        return self.scale * 2.0**-self.frac
 
     @property
     def spiking(self) -> bool:
@@ -92,8 +91,10 @@ def check_lif_model(model: torch.nn.Module) -> None:
     from spiketime.nn.network import SpikingNetwork
 
     if not isinstance(model, SpikingNetwork):
-        raise InputError(f"model: hardware evaluation supports a SpikingNetwork (LIF), got {type(model).__name__} "
-                         "(SpikingGamma has no integer model here)")
+        raise InputError(
+            f"model: hardware evaluation supports a SpikingNetwork (LIF), got {type(model).__name__} "
+            "(SpikingGamma has no integer model here)"
+        )
 
 
 def integer_delays(proj: torch.nn.Module) -> Tensor | None:
@@ -134,12 +135,15 @@ def hardware_layers(model: torch.nn.Module, spec: HardwareSpec) -> list[Hardware
             ratio = float((neuron.theta / s).max())  # theta in units of the largest weight's LSB (F = 0)
             frac = min(frac, frac_bits_for(ratio, B, 1))
             if frac < 0:
-                raise InputError(f"membrane_bits {B}: too few bits for layer {idx + 1} (its threshold is "
-                                  f"{ratio:.0f} weight units, more than 2^{B - 2}); use more membrane bits")
-            theta = torch.round(neuron.theta / (s * 2.0 ** -frac)).to(torch.int64)
+                raise InputError(
+                    f"membrane_bits {B}: too few bits for layer {idx + 1} (its threshold is "
+                    f"{ratio:.0f} weight units, more than 2^{B - 2}); use more membrane bits"
+                )
+            theta = torch.round(neuron.theta / (s * 2.0**-frac)).to(torch.int64)
         reset = "none" if readout else neuron.reset
-        layers.append(HardwareLayer(q, q_rec, s, integer_delays(proj), proj.kind, frac, k_mem, k_syn, theta, reset,
-                                    lo, hi))
+        layers.append(
+            HardwareLayer(q, q_rec, s, integer_delays(proj), proj.kind, frac, k_mem, k_syn, theta, reset, lo, hi)
+        )
     return layers
 
 

@@ -56,8 +56,9 @@ def synops(activity: Tensor, w: Tensor, delays: Tensor | None = None) -> int:
         return int((active.sum(dim=(0, 1)).to(torch.int64) * fanout(w)).sum())
     T, n_in = activity.shape[0], activity.shape[-1]
     if tuple(delays.shape) not in ((n_in,), tuple(w.shape)):
-        raise InputError(f"delays must have shape [n_in] = ({n_in},) or [n_out, n_in] = {tuple(w.shape)}, "
-                         f"got {tuple(delays.shape)}")
+        raise InputError(
+            f"delays must have shape [n_in] = ({n_in},) or [n_out, n_in] = {tuple(w.shape)}, got {tuple(delays.shape)}"
+        )
     per_step = active.sum(dim=1).to(torch.int64)  # [T, n_in]: active samples per step and input
     before = torch.cat([per_step.new_zeros(1, n_in), per_step.cumsum(0)])  # [T + 1, n_in]: active (t, b), t < k
     arrive = (T - torch.as_tensor(delays).to(torch.int64)).clamp(0, T)  # emitted at t < T - d: arrives by T - 1
@@ -66,8 +67,14 @@ def synops(activity: Tensor, w: Tensor, delays: Tensor | None = None) -> int:
     return int((before.gather(0, arrive) * (w != 0)).sum())  # synaptic: per connection
 
 
-def network_synops(x: Tensor, hidden: list[Tensor], weights: list[Tensor], recurrent: list[Tensor | None],
-                   delays: list[Tensor | None] | None = None, convention: str = "neurobench") -> int:
+def network_synops(
+    x: Tensor,
+    hidden: list[Tensor],
+    weights: list[Tensor],
+    recurrent: list[Tensor | None],
+    delays: list[Tensor | None] | None = None,
+    convention: str = "neurobench",
+) -> int:
     """SynOps of a feed-forward stack: ``x`` [T, B, N] drives ``weights[0]``, hidden layer ``l``'s spikes drive
     ``weights[l + 1]`` and its own ``recurrent[l]`` (None: no recurrence); ``delays[k]``: the whole-step delays
     of ``weights[k]`` (None, or ``delays`` None: no delays; see :func:`synops`). ``convention`` (module
@@ -100,8 +107,9 @@ def activation_sparsity(hidden: list[Tensor]) -> float:
     return zeros / total if total else 1.0
 
 
-def footprint_bytes(model: torch.nn.Module, bits: int | None = None, membrane_bits: int | None = None,
-                    per_channel: bool = True) -> int:
+def footprint_bytes(
+    model: torch.nn.Module, bits: int | None = None, membrane_bits: int | None = None, per_channel: bool = True
+) -> int:
     """Bytes the deployed model stores. ``bits`` None: every parameter and buffer at its dtype's size (the float
     model; masks included). Otherwise: each stored weight at ``bits / 8`` bytes (dense matrices; with
     ``model.density < 1`` only the kept connections, whose positions the fixed mask gives: the mask itself is

@@ -56,7 +56,7 @@ FUSED_KERNELS = {  # op -> its fused kernels, as the 'fused' error names them
     "lif": _LIF_FUSED,
     "li": _LIF_FUSED,
     "axonal_delay": "c on cpu for mode 'interp' in float32/float64 (with a C compiler), "
-                    "triton on cuda with smooth=False (with Triton)",
+    "triton on cuda with smooth=False (with Triton)",
     "synaptic_delay": "none",
     "linear": "event on cpu for float32/float64 input and a weight of the same dtype, outside autocast",
 }
@@ -93,8 +93,14 @@ def _triton() -> bool:
     return triton_available()
 
 
-def _fused(op: str, dev: str, dtype: torch.dtype, mode: str, smooth: bool, weight_dtype: torch.dtype | None,
-           ) -> str | None:
+def _fused(
+    op: str,
+    dev: str,
+    dtype: torch.dtype,
+    mode: str,
+    smooth: bool,
+    weight_dtype: torch.dtype | None,
+) -> str | None:
     """The fused kernel of ``op`` for this device, dtype and options, or None where it has none."""
     if op in ("lif", "li"):
         if dev == "cpu" and dtype in _FLOATS and c_compiled():  # bf16/fp16 are integrated in float32
@@ -116,8 +122,16 @@ def _fused(op: str, dev: str, dtype: torch.dtype, mode: str, smooth: bool, weigh
     return None  # synaptic_delay
 
 
-def _choose(op: str, backend: str, dev: str, dtype: torch.dtype, mode: str, smooth: bool,
-            weight_dtype: torch.dtype | None, prefer_fused: Callable[[], bool] | None) -> str:
+def _choose(
+    op: str,
+    backend: str,
+    dev: str,
+    dtype: torch.dtype,
+    mode: str,
+    smooth: bool,
+    weight_dtype: torch.dtype | None,
+    prefer_fused: Callable[[], bool] | None,
+) -> str:
     check_backend(backend)
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
@@ -126,19 +140,32 @@ def _choose(op: str, backend: str, dev: str, dtype: torch.dtype, mode: str, smoo
     fused = _fused(op, dev, dtype, mode, smooth, weight_dtype)
     if fused is None:
         if backend == "fused":
-            opts = {"axonal_delay": f", mode {mode!r}, smooth={smooth}", "synaptic_delay": f", mode {mode!r}",
-                    "linear": f", weight {weight_dtype}, autocast {torch.is_autocast_enabled('cpu')}"}.get(op, "")
-            raise ValueError(f"backend='fused': {op} has no fused kernel on {dev} for {dtype}{opts} (its fused "
-                             f"kernels: {FUSED_KERNELS[op]}); use backend='auto' or 'reference'")
+            opts = {
+                "axonal_delay": f", mode {mode!r}, smooth={smooth}",
+                "synaptic_delay": f", mode {mode!r}",
+                "linear": f", weight {weight_dtype}, autocast {torch.is_autocast_enabled('cpu')}",
+            }.get(op, "")
+            raise ValueError(
+                f"backend='fused': {op} has no fused kernel on {dev} for {dtype}{opts} (its fused "
+                f"kernels: {FUSED_KERNELS[op]}); use backend='auto' or 'reference'"
+            )
         return "gather" if op == "axonal_delay" and mode == "interp" else "reference"
     if backend == "auto" and prefer_fused is not None and not prefer_fused():
         return "reference"
     return fused
 
 
-def select(op: str, backend: str, device: torch.device | str, dtype: torch.dtype, *, mode: str = "interp",
-           smooth: bool = False, weight_dtype: torch.dtype | None = None,
-           prefer_fused: Callable[[], bool] | None = None) -> str:
+def select(
+    op: str,
+    backend: str,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    *,
+    mode: str = "interp",
+    smooth: bool = False,
+    weight_dtype: torch.dtype | None = None,
+    prefer_fused: Callable[[], bool] | None = None,
+) -> str:
     """The implementation of ``op`` (one of :data:`OPS`) that runs for ``backend`` on ``device`` with input
     ``dtype``: ``"c"``, ``"triton"``, ``"torch-loop"``, ``"event"``, ``"gather"`` or ``"reference"`` (the
     table and the rules are in the module docstring), recorded in ``describe()["ops_used"]``.
@@ -174,8 +201,7 @@ def describe() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for op in OPS:
         out[op] = {dev: _choose(op, "auto", dev, torch.float32, "interp", False, None, None) for dev in DEVICES}
-    out["fused"] = {op: {dev: _fused(op, dev, torch.float32, "interp", False, None) for dev in DEVICES}
-                    for op in OPS}
+    out["fused"] = {op: {dev: _fused(op, dev, torch.float32, "interp", False, None) for dev in DEVICES} for op in OPS}
     out["c_compiled"] = bool(c_compiled())
     out["triton"] = bool(triton_available())
     out["backends"] = list(BACKENDS)

@@ -25,8 +25,17 @@ def _dummy(like: Tensor) -> Tensor:
 
 
 def lif_scan_fwd_torch(
-    x: Tensor, beta: Tensor, alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor,
-    theta: float, reset: int, surrogate: str, scale: float, smooth: bool,
+    x: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Plain-PyTorch forward of the scan: returns ``s [T,B,N]``, ``v [T,B,N]``, ``i [T,B,N]`` (empty
     without a synapse) and the final current ``i_T [B,N]``."""
@@ -58,9 +67,22 @@ def lif_scan_fwd_torch(
 
 
 def lif_scan_bwd_torch(
-    g_s: Tensor, g_v: Tensor, g_iT: Tensor, v_seq: Tensor, i_all: Tensor,
-    beta: Tensor, alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor,
-    theta: float, reset: int, surrogate: str, scale: float, smooth: bool, detach_reset: bool,
+    g_s: Tensor,
+    g_v: Tensor,
+    g_iT: Tensor,
+    v_seq: Tensor,
+    i_all: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
+    detach_reset: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Plain-PyTorch backward of the scan (adjoint recursion in the module docstring): returns the
     gradients of ``x, beta, alpha`` (empty without a synapse), ``v0, i0, s0``. ``i_all`` is the current
@@ -107,7 +129,14 @@ def lif_scan_bwd_torch(
             a_i_carry = torch.zeros_like(a_i)
         a_v_next = a_v
     if T == 0:
-        return g_x, g_beta.sum(0), (g_alpha.sum(0) if syn else _dummy(v_seq)), torch.zeros_like(v0), g_iT.clone(), torch.zeros_like(s0)
+        return (
+            g_x,
+            g_beta.sum(0),
+            (g_alpha.sum(0) if syn else _dummy(v_seq)),
+            torch.zeros_like(v0),
+            g_iT.clone(),
+            torch.zeros_like(s0),
+        )
     # a_v_next = a_v[0]; propagate to the initial state
     if reset == 1:
         g_v0 = a_v_next * beta * (1.0 - s0)
@@ -124,30 +153,76 @@ def _spikes(v: Tensor, theta: float, sur: Any, smooth: bool) -> Tensor:
     return sur.primitive(v - theta) if smooth else (v > theta).to(v.dtype)
 
 
-def _fwd_any(x: Tensor, beta: Tensor, alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor, theta: float,
-             reset: int, surrogate: str, scale: float, smooth: bool, detach_reset: bool,
-             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _fwd_any(
+    x: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
+    detach_reset: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The fused forward without Triton (the contract of ``spiketime::lif_scan_fwd``): the compiled C scan where
     :func:`spiketime.kernels.cpu.supports` the compute dtype, else :func:`lif_scan_fwd_torch`."""
     ct = torch.promote_types(x.dtype, beta.dtype)
     xc = x.to(ct)
     scan = lif_scan_fwd_c if cpu.supports(xc) else lif_scan_fwd_torch
-    s, v, i, i_T = scan(xc, beta.to(ct), None if alpha is None else alpha.to(ct), v0, i0, s0, theta, reset,
-                        surrogate, scale, smooth)
+    s, v, i, i_T = scan(
+        xc, beta.to(ct), None if alpha is None else alpha.to(ct), v0, i0, s0, theta, reset, surrogate, scale, smooth
+    )
     return s.to(x.dtype), v, i, i_T
 
 
-def _bwd_any(g_s: Tensor, g_v: Tensor, g_iT: Tensor, v_seq: Tensor, i_all: Tensor, beta: Tensor,
-             alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor, theta: float, reset: int, surrogate: str,
-             scale: float, smooth: bool, detach_reset: bool,
-             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _bwd_any(
+    g_s: Tensor,
+    g_v: Tensor,
+    g_iT: Tensor,
+    v_seq: Tensor,
+    i_all: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
+    detach_reset: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The fused backward without Triton (the contract of ``spiketime::lif_scan_bwd``): the compiled C scan where
     it supports ``v_seq``, else :func:`lif_scan_bwd_torch`."""
     ct = v_seq.dtype
     scan = lif_scan_bwd_c if cpu.supports(v_seq) else lif_scan_bwd_torch
     g_x, g_beta, g_alpha, g_v0, g_i0, g_s0 = scan(
-        g_s.to(ct), g_v.to(ct), g_iT.to(ct), v_seq, i_all.to(ct), beta.to(ct),
-        None if alpha is None else alpha.to(ct), v0.to(ct), i0.to(ct), s0.to(ct),
-        theta, reset, surrogate, scale, smooth, detach_reset)
-    return (g_x, g_beta.to(beta.dtype), g_alpha if alpha is None else g_alpha.to(alpha.dtype),
-            g_v0.to(v0.dtype), g_i0.to(i0.dtype), g_s0.to(s0.dtype))
+        g_s.to(ct),
+        g_v.to(ct),
+        g_iT.to(ct),
+        v_seq,
+        i_all.to(ct),
+        beta.to(ct),
+        None if alpha is None else alpha.to(ct),
+        v0.to(ct),
+        i0.to(ct),
+        s0.to(ct),
+        theta,
+        reset,
+        surrogate,
+        scale,
+        smooth,
+        detach_reset,
+    )
+    return (
+        g_x,
+        g_beta.to(beta.dtype),
+        g_alpha if alpha is None else g_alpha.to(alpha.dtype),
+        g_v0.to(v0.dtype),
+        g_i0.to(i0.dtype),
+        g_s0.to(s0.dtype),
+    )

@@ -48,10 +48,21 @@ from spiketime.surrogate import kernel_args
 # torch.library custom ops: CPU kernel = lif_loop's (C or loop); CUDA kernel = Triton when importable.
 # ---------------------------------------------------------------------------------------------
 
+
 @torch.library.custom_op("spiketime::lif_scan_fwd", mutates_args=())
 def lif_scan_fwd(
-    x: Tensor, beta: Tensor, alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor,
-    theta: float, reset: int, surrogate: str, scale: float, smooth: bool, detach_reset: bool,
+    x: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
+    detach_reset: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Forward scan: ``(s [T,B,N] in x's dtype, v [T,B,N], i [T,B,N] or empty, i_T [B,N])``; ``v, i, i_T``
     in the compute dtype (``x``'s promoted with ``beta``'s). ``detach_reset`` only matters to the backward."""
@@ -60,24 +71,40 @@ def lif_scan_fwd(
 
 @torch.library.custom_op("spiketime::lif_scan_bwd", mutates_args=())
 def lif_scan_bwd(
-    g_s: Tensor, g_v: Tensor, g_iT: Tensor, v_seq: Tensor, i_all: Tensor, beta: Tensor, alpha: Tensor | None,
-    v0: Tensor, i0: Tensor, s0: Tensor, theta: float, reset: int, surrogate: str, scale: float, smooth: bool,
+    g_s: Tensor,
+    g_v: Tensor,
+    g_iT: Tensor,
+    v_seq: Tensor,
+    i_all: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
     detach_reset: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward scan: gradients of ``x`` (compute dtype), ``beta, alpha`` (empty without a synapse),
     ``v0, i0, s0``."""
-    return _bwd_any(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
-                    smooth, detach_reset)
+    return _bwd_any(
+        g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset
+    )
 
 
 def _triton_or(fallback: Any, name: str) -> Any:
     """The CUDA kernel: Triton's ``name`` when Triton is importable, else ``fallback`` (the loop)."""
+
     def kernel(*args: Any) -> Any:
         if triton_available():
             from spiketime.kernels import triton_lif
 
             return getattr(triton_lif, name)(*args)
         return fallback(*args)
+
     return kernel
 
 
@@ -90,18 +117,53 @@ lif_scan_bwd.register_kernel("cuda")(_bwd_cuda)
 
 
 @lif_scan_fwd.register_fake
-def _fwd_fake(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset):
+def _fwd_fake(
+    x: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
+    detach_reset: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     ct = torch.promote_types(x.dtype, beta.dtype)
     i_seq = x.new_empty(x.shape if alpha is not None else (0,), dtype=ct)
     return torch.empty_like(x), x.new_empty(x.shape, dtype=ct), i_seq, x.new_empty(x.shape[1:], dtype=ct)
 
 
 @lif_scan_bwd.register_fake
-def _bwd_fake(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth,
-              detach_reset):
+def _bwd_fake(
+    g_s: Tensor,
+    g_v: Tensor,
+    g_iT: Tensor,
+    v_seq: Tensor,
+    i_all: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: int,
+    surrogate: str,
+    scale: float,
+    smooth: bool,
+    detach_reset: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     g_alpha = torch.empty_like(alpha) if alpha is not None else beta.new_empty(0)
-    return (torch.empty_like(v_seq), torch.empty_like(beta), g_alpha, torch.empty_like(v0), torch.empty_like(i0),
-            torch.empty_like(s0))
+    return (
+        torch.empty_like(v_seq),
+        torch.empty_like(beta),
+        g_alpha,
+        torch.empty_like(v0),
+        torch.empty_like(i0),
+        torch.empty_like(s0),
+    )
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
@@ -121,10 +183,23 @@ def _backward(ctx: Any, g_s: Tensor | None, g_v: Tensor | None, g_i: Tensor | No
     g_s = v_seq.new_empty(0) if g_s is None else g_s  # empty: zero gradient
     g_v = v_seq.new_empty(0) if g_v is None else g_v
     g_iT = torch.zeros_like(v_seq[0] if len(v_seq) else v0) if g_iT is None else g_iT
-    g_x, g_beta, g_alpha, g_v0, g_i0, g_s0 = lif_scan_bwd(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0,
-                                                         *ctx.args)
-    return (g_x.to(ctx.x_dtype), g_beta, g_alpha if alpha is not None else None, g_v0, g_i0, g_s0,
-            None, None, None, None, None, None)
+    g_x, g_beta, g_alpha, g_v0, g_i0, g_s0 = lif_scan_bwd(
+        g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, *ctx.args
+    )
+    return (
+        g_x.to(ctx.x_dtype),
+        g_beta,
+        g_alpha if alpha is not None else None,
+        g_v0,
+        g_i0,
+        g_s0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 lif_scan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -137,12 +212,22 @@ def surrogate_spec(surrogate: Any) -> tuple[str, float]:
 
 
 def lif_scan(
-    x: Tensor, beta: Tensor, alpha: Tensor | None, v0: Tensor, i0: Tensor, s0: Tensor, theta: float,
-    reset: str, surrogate: Any, smooth: bool = False, detach_reset: bool = False,
+    x: Tensor,
+    beta: Tensor,
+    alpha: Tensor | None,
+    v0: Tensor,
+    i0: Tensor,
+    s0: Tensor,
+    theta: float,
+    reset: str,
+    surrogate: Any,
+    smooth: bool = False,
+    detach_reset: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Fused scan over ``x [T,B,N]`` with per-neuron ``beta, alpha [N]``: returns spikes ``s [T,B,N]``,
     membranes ``v [T,B,N]`` and the final current ``i_T [B,N]`` (differentiable in every tensor input)."""
     name, scale = surrogate_spec(surrogate)
-    s, v, _, i_T = lif_scan_fwd(x, beta, alpha, v0, i0, s0, float(theta), RESET_CODES[reset], name, scale,
-                                bool(smooth), bool(detach_reset))
+    s, v, _, i_T = lif_scan_fwd(
+        x, beta, alpha, v0, i0, s0, float(theta), RESET_CODES[reset], name, scale, bool(smooth), bool(detach_reset)
+    )
     return s, v, i_T

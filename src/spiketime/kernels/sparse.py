@@ -58,15 +58,21 @@ def _sparse_enough(x: Tensor) -> bool:
 
 def event_driven(x: Tensor, weight: Tensor) -> bool:
     """Whether :func:`linear` takes the event-driven path for this input under ``backend="auto"``."""
-    return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu") and _sparse_enough(x))
+    return (
+        x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled("cpu")
+        and _sparse_enough(x)
+    )
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, backend: str = "auto") -> Tensor:
     """``x @ W^T (+ b)`` for ``x [..., C]``, ``W [M, C]``; event-driven on sparse CPU input (``backend`` as in the
     module docstring)."""
-    impl = select("linear", backend, x.device, x.dtype, weight_dtype=weight.dtype,
-                  prefer_fused=lambda: _sparse_enough(x))
+    impl = select(
+        "linear", backend, x.device, x.dtype, weight_dtype=weight.dtype, prefer_fused=lambda: _sparse_enough(x)
+    )
     if impl == "event":
         y = _EventLinear.apply(x.reshape(-1, x.shape[-1]), weight).reshape(*x.shape[:-1], weight.shape[0])
     else:

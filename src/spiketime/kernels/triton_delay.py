@@ -51,8 +51,22 @@ def _load_xp(x_ptr, buf_ptr, src, j, mask, BN, TB):
 
 
 @triton.jit
-def _delay_fwd_kernel(x_ptr, buf_ptr, y_ptr, sh_ptr, w0_ptr, w1_ptr, T, BN, N, TB,
-                      INTERP: tl.constexpr, CT: tl.constexpr, TT: tl.constexpr, BLOCK: tl.constexpr):
+def _delay_fwd_kernel(
+    x_ptr,
+    buf_ptr,
+    y_ptr,
+    sh_ptr,
+    w0_ptr,
+    w1_ptr,
+    T,
+    BN,
+    N,
+    TB,
+    INTERP: tl.constexpr,
+    CT: tl.constexpr,
+    TT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     t = tl.program_id(0) * TT + tl.arange(0, TT)
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     n = j % N
@@ -73,8 +87,22 @@ def _delay_fwd_kernel(x_ptr, buf_ptr, y_ptr, sh_ptr, w0_ptr, w1_ptr, T, BN, N, T
 
 
 @triton.jit
-def _delay_bwd_x_kernel(gy_ptr, gx_ptr, gbuf_ptr, sh_ptr, w0_ptr, w1_ptr, T, BN, N, TB,
-                        INTERP: tl.constexpr, CT: tl.constexpr, TT: tl.constexpr, BLOCK: tl.constexpr):
+def _delay_bwd_x_kernel(
+    gy_ptr,
+    gx_ptr,
+    gbuf_ptr,
+    sh_ptr,
+    w0_ptr,
+    w1_ptr,
+    T,
+    BN,
+    N,
+    TB,
+    INTERP: tl.constexpr,
+    CT: tl.constexpr,
+    TT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """``g_xp[p] = sum_k w_k g_y[p - TB + k]`` for rows ``p`` of ``xp`` (``0 <= p < TB + T``)."""
     p = tl.program_id(0) * TT + tl.arange(0, TT)
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -88,8 +116,9 @@ def _delay_bwd_x_kernel(gy_ptr, gx_ptr, gbuf_ptr, sh_ptr, w0_ptr, w1_ptr, T, BN,
     if INTERP:
         w0 = tl.load(w0_ptr + n, mask=jm, other=0.0).to(CT)
         w1 = tl.load(w1_ptr + n, mask=jm, other=0.0).to(CT)
-        g1 = tl.load(gy_ptr + ((t + 1).to(tl.int64) * BN + j2), mask=mask & (t + 1 >= 0) & (t + 1 < T),
-                     other=0.0).to(CT)
+        g1 = tl.load(gy_ptr + ((t + 1).to(tl.int64) * BN + j2), mask=mask & (t + 1 >= 0) & (t + 1 < T), other=0.0).to(
+            CT
+        )
         g = w0[None, :] * g + w1[None, :] * g1
     p2 = p[:, None].to(tl.int64)
     tl.store(gx_ptr + ((p2 - TB) * BN + j2), g, mask=mask & (p2 >= TB))
@@ -97,8 +126,23 @@ def _delay_bwd_x_kernel(gy_ptr, gx_ptr, gbuf_ptr, sh_ptr, w0_ptr, w1_ptr, T, BN,
 
 
 @triton.jit
-def _delay_bwd_d_kernel(gy_ptr, x_ptr, buf_ptr, part_ptr, sh_ptr, c_ptr, T, BN, N, TB, TAPS,
-                        INTERP: tl.constexpr, CT: tl.constexpr, TT: tl.constexpr, BLOCK: tl.constexpr):
+def _delay_bwd_d_kernel(
+    gy_ptr,
+    x_ptr,
+    buf_ptr,
+    part_ptr,
+    sh_ptr,
+    c_ptr,
+    T,
+    BN,
+    N,
+    TB,
+    TAPS,
+    INTERP: tl.constexpr,
+    CT: tl.constexpr,
+    TT: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """``part[tile, j] = sum_{t in tile} g_y[t, j] * sum_k c_k[n] xp[t - k, j]``."""
     t = tl.program_id(0) * TT + tl.arange(0, TT)
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -152,7 +196,7 @@ def _params(delays: Tensor, dt: float, taps: int, mode: str, sigma: float, x_dty
                 s = sigma / dt
                 k = torch.arange(taps, device=delays.device, dtype=delays.dtype)
                 u = (k[:, None] - d[None, :]) / s  # [taps, N]
-                g = torch.exp(-0.5 * u ** 2) / (math.sqrt(2.0 * math.pi) * s)
+                g = torch.exp(-0.5 * u**2) / (math.sqrt(2.0 * math.pi) * s)
                 c = g * u / s  # dg_k / dd
     return sh.contiguous(), w0, w1, c, inside
 
@@ -172,8 +216,23 @@ class _AxonalDelay(torch.autograd.Function):
         if T and bn:
             with _device_guard(x):
                 _delay_fwd_kernel[(triton.cdiv(T, tt), triton.cdiv(bn, block))](
-                    x, buf if tb else x, y, sh, w0 if interp else x, w1 if interp else x, T, bn, N, tb,
-                    INTERP=interp, CT=ct, TT=tt, BLOCK=block, num_warps=warps, enable_fp_fusion=False)
+                    x,
+                    buf if tb else x,
+                    y,
+                    sh,
+                    w0 if interp else x,
+                    w1 if interp else x,
+                    T,
+                    bn,
+                    N,
+                    tb,
+                    INTERP=interp,
+                    CT=ct,
+                    TT=tt,
+                    BLOCK=block,
+                    num_warps=warps,
+                    enable_fp_fusion=False,
+                )
         ctx.save_for_backward(x, buf, delays)
         ctx.args = (dt, taps, mode, sigma)
         return y
@@ -197,8 +256,23 @@ class _AxonalDelay(torch.autograd.Function):
             if bn and T + tb:
                 with _device_guard(x):
                     _delay_bwd_x_kernel[(triton.cdiv(T + tb, tt), triton.cdiv(bn, block))](
-                        gy, g_x, g_buf if tb else g_x, sh, w0 if interp else x, w1 if interp else x, T, bn, N, tb,
-                        INTERP=interp, CT=ct, TT=tt, BLOCK=block, num_warps=warps, enable_fp_fusion=False)
+                        gy,
+                        g_x,
+                        g_buf if tb else g_x,
+                        sh,
+                        w0 if interp else x,
+                        w1 if interp else x,
+                        T,
+                        bn,
+                        N,
+                        tb,
+                        INTERP=interp,
+                        CT=ct,
+                        TT=tt,
+                        BLOCK=block,
+                        num_warps=warps,
+                        enable_fp_fusion=False,
+                    )
             if not need_x:
                 g_x = None
             if not need_buf:
@@ -211,15 +285,32 @@ class _AxonalDelay(torch.autograd.Function):
                 cc = c.to(acc).contiguous() if c is not None else part
                 with _device_guard(x):
                     _delay_bwd_d_kernel[(n_tiles, triton.cdiv(bn, block))](
-                        gy, x, buf if tb else x, part, sh, cc, T, bn, N, tb, taps,
-                        INTERP=interp, CT=ct, TT=tt, BLOCK=block, num_warps=warps, enable_fp_fusion=False)
+                        gy,
+                        x,
+                        buf if tb else x,
+                        part,
+                        sh,
+                        cc,
+                        T,
+                        bn,
+                        N,
+                        tb,
+                        taps,
+                        INTERP=interp,
+                        CT=ct,
+                        TT=tt,
+                        BLOCK=block,
+                        num_warps=warps,
+                        enable_fp_fusion=False,
+                    )
             g = part.sum((0, 1)).to(delays.dtype)
             g_d = torch.where(inside, g / dt, torch.zeros_like(g))
         return g_x, g_buf, g_d, None, None, None, None
 
 
-def axonal_delay_triton(x_seq: Tensor, delays: Tensor, dt: float, taps: int, mode: str, sigma: float = 0.0,
-                        buffer: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def axonal_delay_triton(
+    x_seq: Tensor, delays: Tensor, dt: float, taps: int, mode: str, sigma: float = 0.0, buffer: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Axonal delays ``y_i[t] = x_i(t - D_i)`` through the Triton kernels: same values and gradients (in
     ``x_seq``, ``delays`` and ``buffer``) as :func:`~spiketime.functional.delay.axonal_delay` with
     ``smooth=False``. ``buffer``: ``[taps-1, B, N]`` (None: zeros). Returns ``y [T, B, N]`` and the new
@@ -232,5 +323,5 @@ def axonal_delay_triton(x_seq: Tensor, delays: Tensor, dt: float, taps: int, mod
         buffer = x_seq.new_zeros((taps - 1, B, N))
     buf = buffer.to(x_seq.dtype)
     y = _AxonalDelay.apply(x_seq, buf, delays, float(dt), int(taps), mode, float(sigma))
-    new_buffer = torch.cat([buf[T:], x_seq[max(0, T - (taps - 1)):]], dim=0)
+    new_buffer = torch.cat([buf[T:], x_seq[max(0, T - (taps - 1)) :]], dim=0)
     return y, new_buffer

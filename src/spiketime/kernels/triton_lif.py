@@ -49,6 +49,7 @@ _MAX_BN = 2**27  # element offsets within 2*CHUNK rows are int32; beyond this th
 # Elementwise helpers (the surrogates' Triton code is generated from spiketime.surrogate.TABLE)
 # ---------------------------------------------------------------------------------------------
 
+
 @triton.jit
 def _div(a, b):
     """IEEE round-to-nearest division (Triton's float32 ``/`` is the approximate ``div.full.f32`` on
@@ -69,14 +70,21 @@ def _atan(x):
         mid = ax > 0.66
         xr = tl.where(big, _div(-1.0, ax), tl.where(mid, _div(ax - 1.0, ax + 1.0), ax))
         z = xr * xr
-        p = (((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
-             - 1.228866684490136173410e2) * z - 6.485021904942025371773e1
-        q = ((((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z + 4.328810604912902668951e2) * z
-             + 4.853903996359136964868e2) * z + 1.945506571482613964425e2
+        p = (
+            ((-8.750608600031904122785e-1 * z - 1.615753718733365076637e1) * z - 7.500855792314704667340e1) * z
+            - 1.228866684490136173410e2
+        ) * z - 6.485021904942025371773e1
+        q = (
+            (((z + 2.485846490142306297962e1) * z + 1.650270098316988542046e2) * z + 4.328810604912902668951e2) * z
+            + 4.853903996359136964868e2
+        ) * z + 1.945506571482613964425e2
         r = xr * _div(z * p, q) + xr
         # (constants added to tensors take the tensor's dtype; a where() of two bare constants would be float32)
-        y = tl.where(big, (r + 6.123233995736765886130e-17) + 1.57079632679489661923,
-                     tl.where(mid, (r + 3.061616997868382943065e-17) + 0.78539816339744830962, r))
+        y = tl.where(
+            big,
+            (r + 6.123233995736765886130e-17) + 1.57079632679489661923,
+            tl.where(mid, (r + 3.061616997868382943065e-17) + 0.78539816339744830962, r),
+        )
     else:
         big = ax > 2.414213562373095
         mid = ax > 0.4142135623730950
@@ -121,8 +129,22 @@ def _spike(v, theta, k, SUR: tl.constexpr, SMOOTH: tl.constexpr):
 
 
 @triton.jit
-def _fwd_step(xt, v, i, s, b, a, theta, k, RT: tl.constexpr, RESET: tl.constexpr, SUR: tl.constexpr,
-              SMOOTH: tl.constexpr, SYN: tl.constexpr, LOWP: tl.constexpr):
+def _fwd_step(
+    xt,
+    v,
+    i,
+    s,
+    b,
+    a,
+    theta,
+    k,
+    RT: tl.constexpr,
+    RESET: tl.constexpr,
+    SUR: tl.constexpr,
+    SMOOTH: tl.constexpr,
+    SYN: tl.constexpr,
+    LOWP: tl.constexpr,
+):
     """One step ``(v[t-1], i[t-1], s[t-1]) -> (v[t], i[t], s[t])``, in lif_scan.c's operation order."""
     if SYN:
         ic = a * i + xt
@@ -145,8 +167,29 @@ def _fwd_step(xt, v, i, s, b, a, theta, k, RT: tl.constexpr, RESET: tl.constexpr
 
 
 @triton.jit
-def _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, RESET: tl.constexpr,
-              SUR: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr, DEC: tl.constexpr):
+def _bwd_step(
+    gs,
+    gv,
+    v,
+    sv,
+    vp,
+    sp,
+    it,
+    ip,
+    avn,
+    aic,
+    gb,
+    ga,
+    b,
+    a,
+    theta,
+    k,
+    RESET: tl.constexpr,
+    SUR: tl.constexpr,
+    DETACH: tl.constexpr,
+    SYN: tl.constexpr,
+    DEC: tl.constexpr,
+):
     """One reverse step of the adjoint recursion; returns ``(a_v[t], a_i[t] = dL/dx[t], carry, gb, ga)``."""
     as_ = gs
     if not DETACH:
@@ -179,9 +222,11 @@ def _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, R
 # Kernels
 # ---------------------------------------------------------------------------------------------
 
+
 @triton.jit
-def _block_params(BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN: tl.constexpr, CT: tl.constexpr,
-                  BLOCK: tl.constexpr):
+def _block_params(
+    BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr
+):
     """This program's element offsets into ``[B*N]``, their mask, ``theta``, the surrogate scale and the
     per-element decays ``beta``, ``alpha`` (``alpha = beta``, unused, without a synapse)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -197,10 +242,29 @@ def _block_params(BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN: tl.cons
 
 @triton.jit(do_not_specialize=["T"])
 def _lif_fwd_kernel(
-    x_ptr, beta_ptr, alpha_ptr, v0_ptr, i0_ptr, s0_ptr, s_ptr, v_ptr, i_ptr, iT_ptr,
-    T, BN, N, theta_arg: tl.float64, scale_arg: tl.float64,
-    RESET: tl.constexpr, SUR: tl.constexpr, SMOOTH: tl.constexpr, SYN: tl.constexpr,
-    CT: tl.constexpr, LOWP: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+    x_ptr,
+    beta_ptr,
+    alpha_ptr,
+    v0_ptr,
+    i0_ptr,
+    s0_ptr,
+    s_ptr,
+    v_ptr,
+    i_ptr,
+    iT_ptr,
+    T,
+    BN,
+    N,
+    theta_arg: tl.float64,
+    scale_arg: tl.float64,
+    RESET: tl.constexpr,
+    SUR: tl.constexpr,
+    SMOOTH: tl.constexpr,
+    SYN: tl.constexpr,
+    CT: tl.constexpr,
+    LOWP: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
 ):
     RT: tl.constexpr = v_ptr.dtype.element_ty
     offs, mask, theta, k, b, a = _block_params(BN, N, beta_ptr, alpha_ptr, theta_arg, scale_arg, SYN, CT, BLOCK)
@@ -261,12 +325,38 @@ def _ld(ptr, off, mask, ON: tl.constexpr, CT: tl.constexpr):
 
 @triton.jit(do_not_specialize=["T"])
 def _lif_bwd_kernel(
-    gs_ptr, gv_ptr, giT_ptr, v_ptr, iall_ptr, beta_ptr, alpha_ptr, v0_ptr, i0_ptr, s0_ptr,
-    gx_ptr, gb_ptr, ga_ptr, gv0_ptr, gi0_ptr, gs0_ptr,
-    T, BN, N, theta_arg: tl.float64, scale_arg: tl.float64,
-    RESET: tl.constexpr, SUR: tl.constexpr, SMOOTH: tl.constexpr, DETACH: tl.constexpr, SYN: tl.constexpr,
-    GS: tl.constexpr, GV: tl.constexpr, DEC: tl.constexpr,
-    CT: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+    gs_ptr,
+    gv_ptr,
+    giT_ptr,
+    v_ptr,
+    iall_ptr,
+    beta_ptr,
+    alpha_ptr,
+    v0_ptr,
+    i0_ptr,
+    s0_ptr,
+    gx_ptr,
+    gb_ptr,
+    ga_ptr,
+    gv0_ptr,
+    gi0_ptr,
+    gs0_ptr,
+    T,
+    BN,
+    N,
+    theta_arg: tl.float64,
+    scale_arg: tl.float64,
+    RESET: tl.constexpr,
+    SUR: tl.constexpr,
+    SMOOTH: tl.constexpr,
+    DETACH: tl.constexpr,
+    SYN: tl.constexpr,
+    GS: tl.constexpr,
+    GV: tl.constexpr,
+    DEC: tl.constexpr,
+    CT: tl.constexpr,
+    BLOCK: tl.constexpr,
+    CHUNK: tl.constexpr,
 ):
     """Reverse scan over ``t = T-1..0`` (``T >= 1``). Row ``t`` of every ``[T, B*N]`` stream is at ``t*BN``.
     ``GS``/``GV`` false: ``g_s``/``g_v`` are zero (not read); ``DEC`` false: no decay gradients (``i``
@@ -337,8 +427,9 @@ def _lif_bwd_kernel(
             else:
                 ip = vp
                 it = c_iq[c]
-            avn, ai, aic, gb, ga = _bwd_step(c_gs[c], c_gv[c], v, sv, vp, sp, it, ip, avn, aic, gb, ga,
-                                             b, a, theta, k, RESET, SUR, DETACH, SYN, DEC)
+            avn, ai, aic, gb, ga = _bwd_step(
+                c_gs[c], c_gv[c], v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, RESET, SUR, DETACH, SYN, DEC
+            )
             tl.store(gxp + (offs - c * BN), ai, mask=mask)
             v = vp
             sv = sp
@@ -365,8 +456,9 @@ def _lif_bwd_kernel(
         else:
             ip = vp
             it = _ld(xtp, offs, mask, DEC, CT)
-        avn, ai, aic, gb, ga = _bwd_step(gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga,
-                                         b, a, theta, k, RESET, SUR, DETACH, SYN, DEC)
+        avn, ai, aic, gb, ga = _bwd_step(
+            gs, gv, v, sv, vp, sp, it, ip, avn, aic, gb, ga, b, a, theta, k, RESET, SUR, DETACH, SYN, DEC
+        )
         tl.store(gxp + offs, ai, mask=mask)
         v = vp
         sv = sp
@@ -407,6 +499,7 @@ def _lif_bwd_kernel(
 # Launch configuration
 # ---------------------------------------------------------------------------------------------
 
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -424,8 +517,11 @@ def launch_config(bn: int, device: torch.device, backward: bool) -> tuple[int, i
     :func:`set_launch_config` overrides it for tuning."""
     if _OVERRIDE:
         return _OVERRIDE[1 if backward else 0]
-    sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device()) \
-        if device.type == "cuda" else 132
+    sms = (
+        _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+        if device.type == "cuda"
+        else 132
+    )
     if backward:
         return (128, 4, 4) if bn < 2 * sms * 256 else (256, 4, 4)
     if bn < 2 * sms * 256:
@@ -455,6 +551,7 @@ def _tl_dtype(dt: torch.dtype):
 # Entry points (the contract of lif_loop._fwd_any / _bwd_any)
 # ---------------------------------------------------------------------------------------------
 
+
 def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset):
     """Forward scan: ``(s [T,B,N] in x's dtype, v, i (or empty), i_T)`` in the compute dtype (what the kernel
     does not cover, ``T = 0``, a huge ``B*N`` or another dtype, runs :func:`~spiketime.kernels.lif_loop._fwd_any`)."""
@@ -474,26 +571,52 @@ def lif_scan_fwd_triton(x, beta, alpha, v0, i0, s0, theta, reset, surrogate, sca
     block, warps, chunk = launch_config(bn, x.device, backward=False)
     with _device_guard(x):
         _lif_fwd_kernel[(triton.cdiv(bn, block),)](
-            x, beta_c, alpha_c, v0c, i0c, s0c, s, v, i if alpha is not None else v, i_T,
-            T, bn, N, float(theta), float(scale),
-            RESET=int(reset), SUR=TABLE[surrogate].code, SMOOTH=bool(smooth), SYN=alpha is not None,
-            CT=_tl_dtype(ct), LOWP=ct in _LOW, BLOCK=block, CHUNK=chunk,
-            num_warps=warps, enable_fp_fusion=False,
+            x,
+            beta_c,
+            alpha_c,
+            v0c,
+            i0c,
+            s0c,
+            s,
+            v,
+            i if alpha is not None else v,
+            i_T,
+            T,
+            bn,
+            N,
+            float(theta),
+            float(scale),
+            RESET=int(reset),
+            SUR=TABLE[surrogate].code,
+            SMOOTH=bool(smooth),
+            SYN=alpha is not None,
+            CT=_tl_dtype(ct),
+            LOWP=ct in _LOW,
+            BLOCK=block,
+            CHUNK=chunk,
+            num_warps=warps,
+            enable_fp_fusion=False,
         )
     return s, v, i, i_T
 
 
-def lif_scan_bwd_triton(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
-                        smooth, detach_reset):
+def lif_scan_bwd_triton(
+    g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset
+):
     """Backward scan: gradients of ``x`` (compute dtype), ``beta, alpha`` (empty without a synapse),
     ``v0, i0, s0``. An empty ``g_s`` or ``g_v`` is a zero gradient and is not read; an empty ``i_all``
     means that the decays need no gradient (zeros are returned for them, and no current is read)."""
     ct = v_seq.dtype
     T, B, N = v_seq.shape
-    if T == 0 or not 0 < B * N < _MAX_BN or ct not in _SUPPORTED or any(
-            t.dtype not in _SUPPORTED for t in (g_s, g_v, i_all) if t.numel()):
-        return _bwd_any(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale,
-                        smooth, detach_reset)
+    if (
+        T == 0
+        or not 0 < B * N < _MAX_BN
+        or ct not in _SUPPORTED
+        or any(t.dtype not in _SUPPORTED for t in (g_s, g_v, i_all) if t.numel())
+    ):
+        return _bwd_any(
+            g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, theta, reset, surrogate, scale, smooth, detach_reset
+        )
     bn = B * N
     has_gs, has_gv, dec = g_s.numel() > 0, g_v.numel() > 0, i_all.numel() > 0
     acc = torch.float64 if ct == torch.float64 else torch.float32
@@ -510,12 +633,40 @@ def lif_scan_bwd_triton(g_s, g_v, g_iT, v_seq, i_all, beta, alpha, v0, i0, s0, t
     block, warps, chunk = launch_config(bn, v_seq.device, backward=True)
     with _device_guard(v_seq):
         _lif_bwd_kernel[(triton.cdiv(bn, block),)](
-            g_s, g_v, g_iTc, v_seq, i_all, beta_c, alpha_c, v0c, i0c, s0c,
-            g_x, g_beta_bn if dec else g_v0, g_alpha_bn if g_alpha_bn is not None else g_v0, g_v0, g_i0, g_s0,
-            T, bn, N, float(theta), float(scale),
-            RESET=int(reset), SUR=TABLE[surrogate].code, SMOOTH=bool(smooth), DETACH=bool(detach_reset),
-            SYN=alpha is not None, GS=has_gs, GV=has_gv, DEC=dec, CT=_tl_dtype(ct), BLOCK=block, CHUNK=chunk,
-            num_warps=warps, enable_fp_fusion=False,
+            g_s,
+            g_v,
+            g_iTc,
+            v_seq,
+            i_all,
+            beta_c,
+            alpha_c,
+            v0c,
+            i0c,
+            s0c,
+            g_x,
+            g_beta_bn if dec else g_v0,
+            g_alpha_bn if g_alpha_bn is not None else g_v0,
+            g_v0,
+            g_i0,
+            g_s0,
+            T,
+            bn,
+            N,
+            float(theta),
+            float(scale),
+            RESET=int(reset),
+            SUR=TABLE[surrogate].code,
+            SMOOTH=bool(smooth),
+            DETACH=bool(detach_reset),
+            SYN=alpha is not None,
+            GS=has_gs,
+            GV=has_gv,
+            DEC=dec,
+            CT=_tl_dtype(ct),
+            BLOCK=block,
+            CHUNK=chunk,
+            num_warps=warps,
+            enable_fp_fusion=False,
         )
     g_beta = g_beta_bn.sum(0).to(beta.dtype) if dec else torch.zeros_like(beta)
     if alpha is None:
@@ -538,15 +689,19 @@ def _bench(T: int = 500, B: int = 64, N: int = 256) -> None:  # pragma: no cover
     s, v, i, _ = lif_scan_fwd_triton(x, beta, alpha, z, z, z, *rest)
     g = torch.randn_like(x)
     n = T * B * N
-    print(f"T={T} B={B} N={N}  default fwd {launch_config(B * N, x.device, False)} bwd "
-          f"{launch_config(B * N, x.device, True)}")
+    print(
+        f"T={T} B={B} N={N}  default fwd {launch_config(B * N, x.device, False)} bwd "
+        f"{launch_config(B * N, x.device, True)}"
+    )
     configs = [None, (64, 2, 8), (128, 4, 4), (128, 4, 8), (128, 4, 16), (256, 4, 8), (512, 4, 4), (128, 1, 8)]
     for cfg in configs:
         set_launch_config(cfg, (cfg[0], cfg[1], max(1, cfg[2] // 2)) if cfg else None)
         tf = do_bench(lambda: lif_scan_fwd_triton(x, beta, alpha, z, z, z, *rest), return_mode="median")
         tb = do_bench(lambda: lif_scan_bwd_triton(g, g, z, v, i, beta, alpha, z, z, z, *rest), return_mode="median")
-        print(f"{str(cfg or 'default'):>14}: fwd {tf * 1e3:8.1f} us ({16 * n / tf / 1e6:6.0f} GB/s)   "
-              f"bwd {tb * 1e3:8.1f} us ({20 * n / tb / 1e6:6.0f} GB/s)")
+        print(
+            f"{str(cfg or 'default'):>14}: fwd {tf * 1e3:8.1f} us ({16 * n / tf / 1e6:6.0f} GB/s)   "
+            f"bwd {tb * 1e3:8.1f} us ({20 * n / tb / 1e6:6.0f} GB/s)"
+        )
     set_launch_config(None)
 
 

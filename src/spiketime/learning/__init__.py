@@ -10,10 +10,28 @@ from spiketime.learning.losses import class_scores, readout_loss, spike_rate
 from spiketime.learning.online import OnlineLearner, OnlineResult, online_gradients
 from spiketime.learning.sam import SAM, perturbed, sam_perturbation
 
-__all__ = ["SAM", "GammaOnlineLearner", "OnlineLearner", "OnlineResult", "TrainingDiverged", "batches", "bptt_epoch", "bptt_step",
-           "class_scores", "count_baseline", "epoch_generator", "evaluate_model", "gamma_online_gradients",
-           "online_gradients", "perturbed", "readout_loss", "run_sequence", "sam_perturbation", "spike_rate",
-           "time_major"]
+__all__ = [
+    "SAM",
+    "GammaOnlineLearner",
+    "OnlineLearner",
+    "OnlineResult",
+    "TrainingDiverged",
+    "batches",
+    "bptt_epoch",
+    "bptt_step",
+    "class_scores",
+    "count_baseline",
+    "epoch_generator",
+    "evaluate_model",
+    "gamma_online_gradients",
+    "online_gradients",
+    "perturbed",
+    "readout_loss",
+    "run_sequence",
+    "sam_perturbation",
+    "spike_rate",
+    "time_major",
+]
 
 # ``spiketime.evaluate`` is the package of timing tests, so the top level names this function evaluate_model
 evaluate_model = evaluate

@@ -23,9 +23,16 @@ def _fit(f: Tensor, y: Tensor, num_classes: int, l2: float, max_iter: int = 100)
     """Multinomial logistic regression, mean cross-entropy + ``l2 * ||W||^2``, full-batch LBFGS from zero (convex)."""
     w = torch.zeros(f.shape[1], num_classes, dtype=f.dtype, requires_grad=True)
     b = torch.zeros(num_classes, dtype=f.dtype, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=1e-9,
-                            tolerance_change=1e-10,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        max_eval=2 * max_iter,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-10,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> Tensor:
         opt.zero_grad()
@@ -41,8 +48,9 @@ def _accuracy(f: Tensor, y: Tensor, w: Tensor, b: Tensor) -> float:
     return float(((f @ w + b).argmax(1) == y).double().mean()) if len(y) else float("nan")
 
 
-def count_baseline(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-                   seed: int = 0) -> dict:
+def count_baseline(
+    train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], seed: int = 0
+) -> dict:
     """Multinomial logistic regression on standardised per-channel spike counts.
 
     Features are standardised with the *train* mean/std (constant channels map to 0).  One model is fitted on the
@@ -77,5 +85,9 @@ def count_baseline(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], tes
     finally:
         torch.set_num_threads(threads)
     va, l2, w, b = best
-    return {"train_accuracy": _accuracy(ftr, ytr, w, b), "val_accuracy": va,
-            "test_accuracy": _accuracy(fte, yte, w, b), "l2": l2}
+    return {
+        "train_accuracy": _accuracy(ftr, ytr, w, b),
+        "val_accuracy": va,
+        "test_accuracy": _accuracy(fte, yte, w, b),
+        "l2": l2,
+    }

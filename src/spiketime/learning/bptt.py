@@ -33,8 +33,17 @@ from spiketime.learning.losses import class_scores, readout_loss, spike_rate
 from spiketime.learning.sam import SAM
 from spiketime.progress import EpochMonitor, n_batches, progress_bar
 
-__all__ = ["PRECISIONS", "autocast", "batches", "bptt_epoch", "bptt_step", "epoch_generator", "epoch_mean_loss",
-           "evaluate", "time_major"]
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "batches",
+    "bptt_epoch",
+    "bptt_step",
+    "epoch_generator",
+    "epoch_mean_loss",
+    "evaluate",
+    "time_major",
+]
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -65,7 +74,7 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -
     """Index batches over ``n`` samples, shuffled when a generator is given."""
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
+        yield order[i : i + batch_size]
 
 
 def time_major(x: Tensor, device: str | torch.device = "cpu") -> Tensor:
@@ -77,10 +86,22 @@ def _net(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)  # the network inside a DDP wrapper
 
 
-def bptt_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, loss: str = "max", *,
-              gain_weight: float = 0.0, grad_clip: float | None = None, sam: SAM | None = None,
-              scaler: torch.amp.GradScaler | None = None, precision: str = "fp32", world: World | None = None,
-              global_batch: int | None = None, check: Callable[[float], float] | None = None) -> float:
+def bptt_step(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss: str = "max",
+    *,
+    gain_weight: float = 0.0,
+    grad_clip: float | None = None,
+    sam: SAM | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    precision: str = "fp32",
+    world: World | None = None,
+    global_batch: int | None = None,
+    check: Callable[[float], float] | None = None,
+) -> float:
     """One optimiser step on the batch ``x [T, B, C]``, ``y [B]``; returns the batch's mean loss per sample.
 
     ``loss``: :func:`~spiketime.learning.losses.readout_loss`'s reduction of the readout over time; ``gain_weight``
@@ -136,9 +157,17 @@ def bptt_step(model: nn.Module, x: Tensor, y: Tensor, optimizer: torch.optim.Opt
     return mean
 
 
-def bptt_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], optimizer: torch.optim.Optimizer,
-               loss: str = "max", *, epoch: int = 0, progress: bool = False, total: int | None = None,
-               **step: Any) -> float:
+def bptt_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    loss: str = "max",
+    *,
+    epoch: int = 0,
+    progress: bool = False,
+    total: int | None = None,
+    **step: Any,
+) -> float:
     """:func:`bptt_step` over every ``(x [T, B, C], y [B])`` of ``batches`` (any iterable, e.g. a DataLoader
     with a time-major collate); returns the mean loss per sample. ``epoch`` (0-based) names the epoch in a
     :class:`TrainingDiverged`; ``progress``: a bar over ``total`` batches on stderr; ``step``: the keyword
@@ -158,10 +187,18 @@ def bptt_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], optim
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split, loss: str, batch_size: int = 256, device: str = "cpu",
-             transform: Callable[[Tensor, Tensor | None], Tensor] | None = None,
-             precision: str = "fp32", world: World | None = None, progress: bool = False,
-             desc: str = "eval") -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    data: Split,
+    loss: str,
+    batch_size: int = 256,
+    device: str = "cpu",
+    transform: Callable[[Tensor, Tensor | None], Tensor] | None = None,
+    precision: str = "fp32",
+    world: World | None = None,
+    progress: bool = False,
+    desc: str = "eval",
+) -> dict[str, float]:
     """Accuracy and mean loss of ``model`` on ``data`` (samples ``[N, T, C]``); ``transform(x [B, T, C], mask
     [B, T] | None)`` (e.g. a perturbation) is applied to every batch first. ``precision`` autocasts the forward
     pass; with a multi-process ``world`` each rank evaluates its share of ``data`` and the sums are all-reduced
@@ -172,9 +209,10 @@ def evaluate(model: nn.Module, data: Split, loss: str, batch_size: int = 256, de
     net = _net(model)
     correct, total_loss, spikes = 0, 0.0, 0.0
     mine = rank_slice(torch.arange(len(data)), world) if world is not None else torch.arange(len(data))
-    for i in progress_bar(progress, desc, n_batches(len(mine), batch_size), "batch", leave=False,
-                          iterable=range(0, len(mine), batch_size)):
-        idx = mine[i:i + batch_size]
+    for i in progress_bar(
+        progress, desc, n_batches(len(mine), batch_size), "batch", leave=False, iterable=range(0, len(mine), batch_size)
+    ):
+        idx = mine[i : i + batch_size]
         xb = data.x[idx]
         if transform is not None:
             xb = transform(xb, data.mask[idx] if data.mask is not None else None)

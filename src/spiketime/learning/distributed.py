@@ -68,8 +68,7 @@ def env_world(device: str = "cpu", key: str = "device") -> World:
     dev = torch.device(device)
     if dev.type == "cuda":
         if dev.index is not None:
-            raise InputError(f"{key}: expected cuda (each rank uses cuda:LOCAL_RANK) under torchrun, "
-                              f"got {device!r}")
+            raise InputError(f"{key}: expected cuda (each rank uses cuda:LOCAL_RANK) under torchrun, got {device!r}")
         device = f"cuda:{local_rank}"
     elif dev.type != "cpu":
         raise InputError(f"{key}: expected cpu or cuda under torchrun, got {device!r}")
@@ -91,8 +90,10 @@ def check_device(device: str, key: str = "device") -> None:
         why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
         raise InputError(f"{key}: {device!r} requested, but {why} (torch {torch.__version__}); use {key}=cpu")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"{key}: {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA "
-                          f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+        raise InputError(
+            f"{key}: {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+        )
 
 
 def backend_for(device: str) -> str:
@@ -118,8 +119,10 @@ def session(device: str = "cpu", key: str = "device") -> Iterator[World]:
         dist.init_process_group(backend=backend_for(world.device), rank=world.rank, world_size=world.size)
         created = True
     elif dist.get_world_size() != world.size or dist.get_rank() != world.rank:
-        raise InputError(f"process group has rank {dist.get_rank()} of {dist.get_world_size()}, the environment "
-                          f"says RANK={world.rank} of WORLD_SIZE={world.size}")
+        raise InputError(
+            f"process group has rank {dist.get_rank()} of {dist.get_world_size()}, the environment "
+            f"says RANK={world.rank} of WORLD_SIZE={world.size}"
+        )
     try:
         yield world
     finally:

@@ -66,16 +66,26 @@ class GammaOnlineLearner:
     gradient goes into ``p.grad`` instead (the inputs since the last flush are held for it).
     """
 
-    def __init__(self, model: nn.Module, gain_weight: float = 0.0, update_every: int | None = None,
-                 optimizer: torch.optim.Optimizer | None = None, grad_clip: float | None = None,
-                 sam: SAM | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        gain_weight: float = 0.0,
+        update_every: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        grad_clip: float | None = None,
+        sam: SAM | None = None,
+        sam_rho: float = 0.0,
+        sam_adaptive: bool = False,
+    ) -> None:
         if isinstance(gain_weight, bool) or not isinstance(gain_weight, (int, float)) or not gain_weight >= 0:
             raise InputError(f"gain_weight: expected a number >= 0, got {gain_weight!r}")
         check_update_every(update_every)
         for name in ("step", "detach_state", "project_"):
             if not callable(getattr(model, name, None)):
-                raise InputError(f"model: expected a GammaNetwork (step, detach_state, project_), "
-                                 f"got {type(model).__name__} without {name}()")
+                raise InputError(
+                    f"model: expected a GammaNetwork (step, detach_state, project_), "
+                    f"got {type(model).__name__} without {name}()"
+                )
         self.model, self.gain_weight, self.update_every = model, float(gain_weight), update_every
         self.optimizer, self.grad_clip = optimizer, grad_clip
         self.sam = resolve_sam(sam, sam_rho, sam_adaptive)
@@ -148,11 +158,14 @@ class GammaOnlineLearner:
         if self.batch_size is None:
             self.batch_size = x_t.shape[0]
         elif x_t.shape[0] != self.batch_size:
-            raise InputError(f"x_t: batch of {x_t.shape[0]}, but the sequences were started with batch_size "
-                             f"{self.batch_size}; call reset(batch_size) first")
+            raise InputError(
+                f"x_t: batch of {x_t.shape[0]}, but the sequences were started with batch_size "
+                f"{self.batch_size}; call reset(batch_size) first"
+            )
         if tuple(target.shape) != (self.batch_size,):
-            raise InputError(f"target: expected [B] = [{self.batch_size}] class indices, got shape "
-                             f"{tuple(target.shape)}")
+            raise InputError(
+                f"target: expected [B] = [{self.batch_size}] class indices, got shape {tuple(target.shape)}"
+            )
 
     def _loss(self, x_t: Tensor, target: Tensor, state: Any) -> tuple[Tensor, Any, Tensor, Tensor]:
         """``L_t`` of one step from the detached ``state``: (logits, new state, ``L_t`` with its graph, the
@@ -207,8 +220,9 @@ class GammaOnlineLearner:
 
     # ------------------------------------------------------------------------------------------ whole batches
 
-    def run(self, x: Tensor, target: Tensor, monitor: EpochMonitor | None = None, record: bool = False,
-            reset: bool = True) -> OnlineResult:
+    def run(
+        self, x: Tensor, target: Tensor, monitor: EpochMonitor | None = None, record: bool = False, reset: bool = True
+    ) -> OnlineResult:
         """Learn from one batch ``x`` [T, B, N_in] with class indices ``target`` [B], one step at a time, with an
         :meth:`update` every ``update_every`` steps and at the end. ``monitor`` (a training epoch's): told every
         time step, and checks the loss so far before every optimiser step (raises
@@ -240,20 +254,29 @@ class GammaOnlineLearner:
         return res
 
 
-def run_sequence(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0,
-                 update_every: int | None = None, optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False,
-                 monitor: EpochMonitor | None = None, sam: SAM | None = None) -> tuple[float, int]:
+def run_sequence(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    gain_weight: float = 0.0,
+    update_every: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    grad_clip: float | None = None,
+    sam_rho: float = 0.0,
+    sam_adaptive: bool = False,
+    monitor: EpochMonitor | None = None,
+    sam: SAM | None = None,
+) -> tuple[float, int]:
     """:meth:`GammaOnlineLearner.run` of a fresh learner on one batch ``x`` [T, B, N] with class indices ``target``
     [B]: ``sum_t dL_t/dp`` into ``p.grad`` (no ``optimizer``) or optimiser steps every ``update_every`` steps.
     Returns (sum over the batch of each sample's loss ``sum_t L_t``, number of updates)."""
-    res = GammaOnlineLearner(model, gain_weight, update_every, optimizer, grad_clip, sam=sam, sam_rho=sam_rho,
-                             sam_adaptive=sam_adaptive).run(x, target, monitor=monitor)
+    res = GammaOnlineLearner(
+        model, gain_weight, update_every, optimizer, grad_clip, sam=sam, sam_rho=sam_rho, sam_adaptive=sam_adaptive
+    ).run(x, target, monitor=monitor)
     return res.loss_sum, res.updates
 
 
-def gamma_online_gradients(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0
-                           ) -> dict[str, Tensor]:
+def gamma_online_gradients(model: nn.Module, x: Tensor, target: Tensor, gain_weight: float = 0.0) -> dict[str, Tensor]:
     """The online gradient ``sum_t dL_t/dp`` (one-step graphs, detached state) for one batch, by parameter name;
     no parameter changes."""
     model.zero_grad(set_to_none=True)

@@ -58,14 +58,24 @@ from spiketime.learning.online_traces import FEEDBACKS, TraceNetwork, kernel_and
 from spiketime.learning.sam import SAM, perturbed
 from spiketime.progress import EpochMonitor
 
-__all__ = ["FEEDBACKS", "OnlineLearner", "OnlineResult", "check_update_every", "kernel_and_derivative",
-           "mask_columns", "online_gradients", "optimizer_step", "resolve_sam"]
+__all__ = [
+    "FEEDBACKS",
+    "OnlineLearner",
+    "OnlineResult",
+    "check_update_every",
+    "kernel_and_derivative",
+    "mask_columns",
+    "online_gradients",
+    "optimizer_step",
+    "resolve_sam",
+]
 
 
 def check_update_every(update_every: Any) -> None:
     """``update_every`` of an online learner: None (once per sequence) or an integer >= 1."""
-    if update_every is not None and (isinstance(update_every, bool) or not isinstance(update_every, int)
-                                     or update_every < 1):
+    if update_every is not None and (
+        isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1
+    ):
         raise InputError(f"update_every: expected None or an integer >= 1, got {update_every!r}")
 
 
@@ -151,10 +161,18 @@ class OnlineLearner(TraceNetwork):
     Twice the compute; the inputs since the last flush are held (``K`` steps with ``update_every=K``).
     """
 
-    def __init__(self, model: nn.Module, feedback: str = "symmetric", update_every: int | None = None,
-                 seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
-                 grad_clip: float | None = None, sam_rho: float = 0.0, sam_adaptive: bool = False,
-                 sam: SAM | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        feedback: str = "symmetric",
+        update_every: int | None = None,
+        seed: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
+        grad_clip: float | None = None,
+        sam_rho: float = 0.0,
+        sam_adaptive: bool = False,
+        sam: SAM | None = None,
+    ) -> None:
         if feedback not in FEEDBACKS:
             raise InputError(f"feedback: expected one of {', '.join(FEEDBACKS)}, got {feedback!r}")
         check_update_every(update_every)
@@ -196,12 +214,15 @@ class OnlineLearner(TraceNetwork):
         if self.batch_size is None or self.acc_out is None:
             self.reset(x_t.shape[0])
         elif x_t.shape[0] != self.batch_size:
-            raise InputError(f"x_t: batch of {x_t.shape[0]}, but the sequences were started with batch_size "
-                             f"{self.batch_size}; call reset(batch_size) first")
+            raise InputError(
+                f"x_t: batch of {x_t.shape[0]}, but the sequences were started with batch_size "
+                f"{self.batch_size}; call reset(batch_size) first"
+            )
         target = target.to(self.device)
         if tuple(target.shape) != (self.batch_size,):
-            raise InputError(f"target: expected [B] = [{self.batch_size}] class indices, got shape "
-                             f"{tuple(target.shape)}")
+            raise InputError(
+                f"target: expected [B] = [{self.batch_size}] class indices, got shape {tuple(target.shape)}"
+            )
         with torch.no_grad():
             _, y, loss = self._advance(x_t.to(device=self.device, dtype=self.dtype), target)
         return y, loss / self.batch_size
@@ -244,8 +265,9 @@ class OnlineLearner(TraceNetwork):
 
     # ------------------------------------------------------------------------------------------ internals
 
-    def _advance(self, x_t: Tensor, target: Tensor, onehot: Tensor | None = None
-                 ) -> tuple[list[Tensor], Tensor, Tensor]:
+    def _advance(
+        self, x_t: Tensor, target: Tensor, onehot: Tensor | None = None
+    ) -> tuple[list[Tensor], Tensor, Tensor]:
         """One step (``x_t`` already on the learner's device and dtype), remembered for SAM's re-run."""
         if self.sam:
             if self._start is None:
@@ -280,9 +302,15 @@ class OnlineLearner(TraceNetwork):
 
     # ------------------------------------------------------------------------------------------ whole batches
 
-    def run(self, x: Tensor, target: Tensor, record: bool = False,
-            callback: Callable[[OnlineLearner], None] | None = None,
-            monitor: EpochMonitor | None = None, reset: bool = True) -> OnlineResult:
+    def run(
+        self,
+        x: Tensor,
+        target: Tensor,
+        record: bool = False,
+        callback: Callable[[OnlineLearner], None] | None = None,
+        monitor: EpochMonitor | None = None,
+        reset: bool = True,
+    ) -> OnlineResult:
         """Learn from one batch ``x`` [T, B, N_in] with class indices ``target`` [B], step by step, with an
         :meth:`update` every ``update_every`` steps and at the end.
 
@@ -325,14 +353,16 @@ class OnlineLearner(TraceNetwork):
                         callback(self)
         res = OnlineResult(loss_sum=float(loss) / (self.steps or 1), updates=self.updates - first)
         if record:
-            res.spikes = [torch.stack(lst) if lst else x.new_zeros(0, B, lay.neuron.n)
-                          for lst, lay in zip(spikes, self.layers)]
+            res.spikes = [
+                torch.stack(lst) if lst else x.new_zeros(0, B, lay.neuron.n) for lst, lay in zip(spikes, self.layers)
+            ]
             res.y = torch.stack(ys) if ys else x.new_zeros(0, B, self.n_out)
         return res
 
 
-def online_gradients(model: nn.Module, x: Tensor, target: Tensor, feedback: str = "symmetric",
-                     seed: int = 0) -> dict[str, Tensor]:
+def online_gradients(
+    model: nn.Module, x: Tensor, target: Tensor, feedback: str = "symmetric", seed: int = 0
+) -> dict[str, Tensor]:
     """The online rule's gradient ``dL/dp`` of ``L = 1/(T B) sum_t sum_b CE(y_b[t], c_b)`` for one batch ``x``
     [T, B, N_in], by parameter name (no update; ``p.grad`` is left holding it)."""
     model.zero_grad(set_to_none=True)

@@ -33,8 +33,6 @@ _SMALL = 1 << 20  # traces up to this many elements are contracted with the lear
 __all__ = ["FEEDBACKS", "TraceNetwork", "kernel_and_derivative", "mask_columns"]
 
 
-
-
 def kernel_and_derivative(delays: Tensor, dt: float, taps: int, mode: str, sigma: float) -> tuple[Tensor, Tensor]:
     """The model's delay kernel ``w_k(D)`` (:func:`delay_kernel`, ``[*delays.shape, taps]``) and its
     elementwise derivative ``dw_k/dD`` (forward-mode AD through the same function: each ``w_k`` depends on its
@@ -138,12 +136,16 @@ class TraceNetwork:
         projs, neurons = list(model.projections), list(model.neurons)
         readout = neurons[-1]
         if not isinstance(readout, LI):
-            raise InputError(f"model: the online rule needs an LI readout (readout='li': a loss on a leaky "
-                             f"integrator at every step), got {type(readout).__name__}")
+            raise InputError(
+                f"model: the online rule needs an LI readout (readout='li': a loss on a leaky "
+                f"integrator at every step), got {type(readout).__name__}"
+            )
         beta_o = decay(readout.log_tau.detach().exp(), model.dt)
         if not bool((beta_o == beta_o.reshape(-1)[0]).all()):
-            raise InputError("model: the readout needs one time constant (tau_out) shared by all readout neurons "
-                             "(the eligibilities are filtered by it once)")
+            raise InputError(
+                "model: the readout needs one time constant (tau_out) shared by all readout neurons "
+                "(the eligibilities are filtered by it once)"
+            )
         if readout.log_tau.requires_grad:
             raise InputError("model: the readout time constant (tau_out) must not be learnable")
         self.beta_o = float(beta_o.reshape(-1)[0])
@@ -160,14 +162,26 @@ class TraceNetwork:
                 raise InputError(f"model: projection {idx} has a bias, not supported by the online rule")
             rec = recs[idx] if idx < len(recs) else None
             learn: dict[str, nn.Parameter] = {}
-            for name, p in (("weight", proj.weight), ("delays", getattr(proj, "delays", None)),
-                            ("rec", None if rec is None else rec.weight), ("tau_mem", neuron.log_tau_mem),
-                            ("tau_syn", neuron.log_tau_syn)):
+            for name, p in (
+                ("weight", proj.weight),
+                ("delays", getattr(proj, "delays", None)),
+                ("rec", None if rec is None else rec.weight),
+                ("tau_mem", neuron.log_tau_mem),
+                ("tau_syn", neuron.log_tau_syn),
+            ):
                 if p is not None and p.requires_grad:
                     learn[name] = p
             handled |= {id(p) for p in learn.values()}
-            self.layers.append(_Layer(proj, neuron, rec, learn, cols=mask_columns(proj),
-                                      rec_cols=None if rec is None else mask_columns(rec)))
+            self.layers.append(
+                _Layer(
+                    proj,
+                    neuron,
+                    rec,
+                    learn,
+                    cols=mask_columns(proj),
+                    rec_cols=None if rec is None else mask_columns(rec),
+                )
+            )
         missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in handled]
         if missing:
             raise InputError(f"model: the online rule has no rule for parameter(s) {', '.join(missing)}")
@@ -180,7 +194,10 @@ class TraceNetwork:
             k = self.n_out
             self.feedback_matrices = [
                 (torch.randn(k, lay.neuron.n, generator=g, dtype=torch.float64) / math.sqrt(k)).to(
-                    device=self.device, dtype=self.dtype) for lay in self.layers]
+                    device=self.device, dtype=self.dtype
+                )
+                for lay in self.layers
+            ]
         self._cache: dict[Any, Tensor] = {}
         self._versions: tuple[int, ...] = ()  # the parameters' in-place versions the cache was built at
         self.li: LIState | None = None
@@ -247,9 +264,16 @@ class TraceNetwork:
     def _snapshot(self) -> tuple:
         """Copies of everything a step changes (neuron states, ring buffers and pointers, traces, accumulators,
         readout state): where a SAM re-run starts from, and where the learner continues after it."""
-        layers = [(LIFState(*(t.clone() for t in lay.state)), None if lay.buf is None else lay.buf.clone(), lay.ptr,
-                   {n: tr.clone() for n, tr in lay.traces.items()}, {n: a.clone() for n, a in lay.acc.items()})
-                  for lay in self.layers]
+        layers = [
+            (
+                LIFState(*(t.clone() for t in lay.state)),
+                None if lay.buf is None else lay.buf.clone(),
+                lay.ptr,
+                {n: tr.clone() for n, tr in lay.traces.items()},
+                {n: a.clone() for n, a in lay.acc.items()},
+            )
+            for lay in self.layers
+        ]
         return layers, LIState(self.li.v.clone()), self.sbar.clone(), self.acc_out.clone()
 
     def _restore(self, snap: tuple) -> None:
@@ -448,7 +472,7 @@ class TraceNetwork:
                     tau = p.detach().exp().to(self.dtype)
                     g = g * decay(tau, lay.neuron.dt) * lay.neuron.dt / tau
                 out.append((p, g.to(p.dtype)))
-        out.append((self.readout_proj.weight, _param_grad(self.readout_proj, self.acc_out).to(
-            self.readout_proj.weight.dtype)))
+        out.append(
+            (self.readout_proj.weight, _param_grad(self.readout_proj, self.acc_out).to(self.readout_proj.weight.dtype))
+        )
         return out
-

@@ -26,16 +26,20 @@ from torch import Tensor, nn
 ASAM_ETA = 0.01  # ASAM's T_w = |w| + eta: the perturbation of a zero weight is not zero
 
 
-def sam_perturbation(params: list[nn.Parameter], rho: float, adaptive: bool = False, eta: float = ASAM_ETA
-                     ) -> list[Tensor]:
+def sam_perturbation(
+    params: list[nn.Parameter], rho: float, adaptive: bool = False, eta: float = ASAM_ETA
+) -> list[Tensor]:
     """``e = rho T^2 g / ||T g||`` per parameter (module docstring), from each parameter's ``.grad`` (no gradient:
     a zero perturbation); all zeros when every gradient is zero."""
     scaled = []  # T g
     for p in params:
         g = p.grad if p.grad is not None else torch.zeros_like(p)
         scaled.append((p.detach().abs() + eta) * g if adaptive else g)
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s.double()) for s in scaled])) \
-        if scaled else torch.zeros(())
+    norm = (
+        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(s.double()) for s in scaled]))
+        if scaled
+        else torch.zeros(())
+    )
     if not bool(norm > 0) or not bool(torch.isfinite(norm)):
         return [torch.zeros_like(p) for p in params]
     scale = rho / float(norm)

@@ -9,5 +9,14 @@ from spiketime.nn.gamma import GammaBuckets, GammaConv2d, GammaDense, GammaNetwo
 from spiketime.nn.layers import LI, LIF, DelayedLinear, Recurrent
 from spiketime.nn.network import SpikingNetwork
 
-__all__ = ["LIF", "LI", "DelayedLinear", "GammaBuckets", "GammaConv2d", "GammaDense", "GammaNetwork", "Recurrent",
-           "SpikingNetwork"]
+__all__ = [
+    "LIF",
+    "LI",
+    "DelayedLinear",
+    "GammaBuckets",
+    "GammaConv2d",
+    "GammaDense",
+    "GammaNetwork",
+    "Recurrent",
+    "SpikingNetwork",
+]

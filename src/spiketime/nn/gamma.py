@@ -8,7 +8,8 @@ setting ``dt`` (:meth:`GammaNetwork.set_dt`) changes the time resolution and not
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -59,8 +60,9 @@ class GammaBuckets(nn.Module):
     Inputs are ``[B, n, *spatial]``; the buckets ``[B, n, *spatial, K]`` share their taus over ``spatial``.
     """
 
-    def __init__(self, n: int, dt: float, K: int = 5, tau_1: float = 5.0, factor: float = 1.5,
-                 learn_taus: bool = True) -> None:
+    def __init__(
+        self, n: int, dt: float, K: int = 5, tau_1: float = 5.0, factor: float = 1.5, learn_taus: bool = True
+    ) -> None:
         super().__init__()
         power_law_taus(K, tau_1, factor)  # validates K, tau_1, factor
         if K > 1 and not math.log(factor) > MIN_LOG_RATIO:
@@ -108,8 +110,9 @@ def _unit_mass_bucket_weights(K: int, factor: float) -> Tensor:
     return 1.0 / (power_law_taus(K, 1.0, factor) * K)
 
 
-def _neuron_step(neuron: SigmaDeltaParams | None, x: Tensor, state: SigmaDeltaState | None, dt: float
-                 ) -> tuple[Tensor, Tensor | None, SigmaDeltaState | None]:
+def _neuron_step(
+    neuron: SigmaDeltaParams | None, x: Tensor, state: SigmaDeltaState | None, dt: float
+) -> tuple[Tensor, Tensor | None, SigmaDeltaState | None]:
     if neuron is None:
         return x, None, None
     if state is None:
@@ -119,8 +122,9 @@ def _neuron_step(neuron: SigmaDeltaParams | None, x: Tensor, state: SigmaDeltaSt
     return u, s + (u - u.detach()) / state.theta.detach(), new
 
 
-def _neuron_sequence(neuron: SigmaDeltaParams | None, x_seq: Tensor, state: SigmaDeltaState | None, dt: float
-                     ) -> tuple[Tensor, Tensor | None, SigmaDeltaState | None]:
+def _neuron_sequence(
+    neuron: SigmaDeltaParams | None, x_seq: Tensor, state: SigmaDeltaState | None, dt: float
+) -> tuple[Tensor, Tensor | None, SigmaDeltaState | None]:
     if neuron is None:
         return x_seq, None, None
     us, ss = [], []
@@ -152,8 +156,7 @@ class _GammaLayer(nn.Module):
     def current(self, b: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def step(self, u: Tensor, state: GammaLayerState | None = None
-             ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
+    def step(self, u: Tensor, state: GammaLayerState | None = None) -> tuple[Tensor, Tensor | None, GammaLayerState]:
         """One step: ``u`` [B, n_in] (or [B, C, H, W]) -> (output, spikes or None, state)."""
         b_state, n_state = (None, None) if state is None else state
         b, b_state = self.buckets.step(u, b_state)
@@ -172,10 +175,21 @@ class GammaDense(_GammaLayer):
     bias 0.
     """
 
-    def __init__(self, n_in: int, n_out: int, dt: float, K: int = 5, tau_1: float = 5.0, factor: float = 1.5,
-                 learn_taus: bool = True, bucket_weights: str = "neuron",
-                 neuron: SigmaDeltaParams | None = DEFAULT_NEURON, bias: bool = True, weight_scale: float = 1.0,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        dt: float,
+        K: int = 5,
+        tau_1: float = 5.0,
+        factor: float = 1.5,
+        learn_taus: bool = True,
+        bucket_weights: str = "neuron",
+        neuron: SigmaDeltaParams | None = DEFAULT_NEURON,
+        bias: bool = True,
+        weight_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if bucket_weights not in BUCKET_WEIGHTS:
             raise ValueError(f"bucket_weights must be one of {BUCKET_WEIGHTS}, got {bucket_weights!r}")
@@ -199,8 +213,9 @@ class GammaDense(_GammaLayer):
         x = b.flatten(-2) @ w.t()
         return x if self.bias is None else x + self.bias
 
-    def forward(self, u_seq: Tensor, state: GammaLayerState | None = None
-                ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
+    def forward(
+        self, u_seq: Tensor, state: GammaLayerState | None = None
+    ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
         """``u_seq`` [T, B, n_in] -> (output [T, B, n_out], spikes [T, B, n_out] or None, final state)."""
         if u_seq.dim() != 3 or u_seq.shape[-1] != self.n_in:
             raise ValueError(f"u_seq must be [T, B, {self.n_in}], got shape {tuple(u_seq.shape)}")
@@ -220,11 +235,23 @@ class GammaConv2d(_GammaLayer):
     ``W[o, c*K + k] = N(0, (weight_scale / sqrt(C kh kw))^2) * factor^-(k-1) / K`` (see :class:`GammaDense`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], dt: float,
-                 K: int = 5, tau_1: float = 5.0, factor: float = 1.5, learn_taus: bool = True,
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
-                 neuron: SigmaDeltaParams | None = DEFAULT_NEURON, bias: bool = True, weight_scale: float = 1.0,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        dt: float,
+        K: int = 5,
+        tau_1: float = 5.0,
+        factor: float = 1.5,
+        learn_taus: bool = True,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        neuron: SigmaDeltaParams | None = DEFAULT_NEURON,
+        bias: bool = True,
+        weight_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         self.in_channels, self.out_channels, self.K, self.neuron = in_channels, out_channels, K, neuron
@@ -241,8 +268,9 @@ class GammaConv2d(_GammaLayer):
         planes = b.permute(0, 1, 4, 2, 3).flatten(1, 2)
         return F.conv2d(planes, self.weight, self.bias, self.stride, self.padding)
 
-    def forward(self, u_seq: Tensor, state: GammaLayerState | None = None
-                ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
+    def forward(
+        self, u_seq: Tensor, state: GammaLayerState | None = None
+    ) -> tuple[Tensor, Tensor | None, GammaLayerState]:
         """``u_seq`` [T, B, C, H, W] -> (output [T, B, O, H', W'], spikes or None, final state)."""
         if u_seq.dim() != 5 or u_seq.shape[2] != self.in_channels:
             raise ValueError(f"u_seq must be [T, B, {self.in_channels}, H, W], got shape {tuple(u_seq.shape)}")
@@ -283,11 +311,29 @@ class GammaNetwork(nn.Module):
     ``sum_t u[t] / theta[t-1]`` (``~ (1 - a_r) y / theta`` per step for a sustained ``y``).
     """
 
-    def __init__(self, n_in: int, n_out: int, hidden: list[int], dt: float, K: int = 5, tau_1: float = 5.0,
-                 factor: float = 1.5, bucket_weights: str = "neuron", learn_taus: bool = True, theta0: float = 0.1,
-                 tau_ref: float = 20.0, tau_th: float = 20.0, m_f: float = 0.5, seed: int = 0,
-                 weight_scale: float = 1.0, normalize_spikes: bool = True, conv: Sequence[int] = (),
-                 input_shape: tuple[int, int, int] | None = None, conv_kernel: int = 3, conv_stride: int = 2) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        hidden: list[int],
+        dt: float,
+        K: int = 5,
+        tau_1: float = 5.0,
+        factor: float = 1.5,
+        bucket_weights: str = "neuron",
+        learn_taus: bool = True,
+        theta0: float = 0.1,
+        tau_ref: float = 20.0,
+        tau_th: float = 20.0,
+        m_f: float = 0.5,
+        seed: int = 0,
+        weight_scale: float = 1.0,
+        normalize_spikes: bool = True,
+        conv: Sequence[int] = (),
+        input_shape: tuple[int, int, int] | None = None,
+        conv_kernel: int = 3,
+        conv_stride: int = 2,
+    ) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.dt, self.normalize_spikes, self.n_in = dt, normalize_spikes, n_in
@@ -296,23 +342,64 @@ class GammaNetwork(nn.Module):
         self.input_shape = None
         if conv:
             if input_shape is None or math.prod(input_shape) != n_in:
-                raise ValueError(f"input_shape must be (C, H, W) with C*H*W = n_in = {n_in} for conv layers, "
-                                 f"got {input_shape!r}")
+                raise ValueError(
+                    f"input_shape must be (C, H, W) with C*H*W = n_in = {n_in} for conv layers, got {input_shape!r}"
+                )
             self.input_shape = tuple(input_shape)
             c, h, w = input_shape
             for out_c in conv:
-                self.layers.append(GammaConv2d(c, out_c, conv_kernel, dt, K, tau_1, factor, learn_taus, conv_stride,
-                                               conv_kernel // 2, self.neuron_params, weight_scale=weight_scale,
-                                               generator=g))
+                self.layers.append(
+                    GammaConv2d(
+                        c,
+                        out_c,
+                        conv_kernel,
+                        dt,
+                        K,
+                        tau_1,
+                        factor,
+                        learn_taus,
+                        conv_stride,
+                        conv_kernel // 2,
+                        self.neuron_params,
+                        weight_scale=weight_scale,
+                        generator=g,
+                    )
+                )
                 h, w = ((n + 2 * (conv_kernel // 2) - conv_kernel) // conv_stride + 1 for n in (h, w))
                 c = out_c
             n_in = c * h * w
         sizes = [n_in, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
-            self.layers.append(GammaDense(a, b, dt, K, tau_1, factor, learn_taus, bucket_weights, self.neuron_params,
-                                          weight_scale=weight_scale, generator=g))
-        self.layers.append(GammaDense(sizes[-1], n_out, dt, K, tau_1, factor, learn_taus, bucket_weights, None,
-                                      weight_scale=weight_scale, generator=g))
+            self.layers.append(
+                GammaDense(
+                    a,
+                    b,
+                    dt,
+                    K,
+                    tau_1,
+                    factor,
+                    learn_taus,
+                    bucket_weights,
+                    self.neuron_params,
+                    weight_scale=weight_scale,
+                    generator=g,
+                )
+            )
+        self.layers.append(
+            GammaDense(
+                sizes[-1],
+                n_out,
+                dt,
+                K,
+                tau_1,
+                factor,
+                learn_taus,
+                bucket_weights,
+                None,
+                weight_scale=weight_scale,
+                generator=g,
+            )
+        )
 
     NO_GRAD_CHUNK = 250  # time steps per chunk of a forward pass without autograd
 
@@ -351,8 +438,9 @@ class GammaNetwork(nn.Module):
         outputs = [torch.cat(layer) for layer in zip(*chunks)]
         return outputs[-1], state, outputs
 
-    def forward(self, x_seq: Tensor, state: tuple | None = None, return_spikes: bool = False
-                ) -> tuple[Tensor, tuple] | tuple[Tensor, tuple, list[Tensor]]:
+    def forward(
+        self, x_seq: Tensor, state: tuple | None = None, return_spikes: bool = False
+    ) -> tuple[Tensor, tuple] | tuple[Tensor, tuple, list[Tensor]]:
         """``x_seq`` [T, B, n_in] -> (logits [T, B, n_out], final state), the network contract; with
         ``return_spikes`` also the hidden spike trains (a list, one ``[T, B, n]`` per hidden layer)."""
         logits, state, outputs = self.run(x_seq, state)

@@ -33,8 +33,9 @@ def fan_in(density: float, n: int) -> int:
     return min(n, max(1, round(density * n)))  # min: 0 when n == 0
 
 
-def fixed_fan_in_mask(n_out: int, n_in: int, k: int, generator: torch.Generator | None = None,
-                      no_self: bool = False) -> Tensor:
+def fixed_fan_in_mask(
+    n_out: int, n_in: int, k: int, generator: torch.Generator | None = None, no_self: bool = False
+) -> Tensor:
     """``[n_out, n_in]`` float 0/1 mask with exactly ``k`` ones per row, their columns drawn uniformly without
     replacement from ``generator``; ``no_self`` (square masks) excludes the diagonal (needs ``k < n_in``)."""
     if not 0 <= k <= n_in - (1 if no_self else 0):
@@ -70,7 +71,9 @@ class LIF(nn.Module):
         self.smooth = smooth  # spikes are surrogate.primitive(v - theta) (surrogate-forward) instead of H(v - theta)
         log_tau = torch.full((n,), math.log(tau_mem))
         self.log_tau_mem = nn.Parameter(log_tau, requires_grad=learn_tau)
-        self.log_tau_syn = None if tau_syn is None else nn.Parameter(torch.full((n,), math.log(tau_syn)), requires_grad=learn_tau)
+        self.log_tau_syn = (
+            None if tau_syn is None else nn.Parameter(torch.full((n,), math.log(tau_syn)), requires_grad=learn_tau)
+        )
 
     @property
     def tau_mem(self) -> Tensor:
@@ -78,8 +81,7 @@ class LIF(nn.Module):
 
     def params(self) -> LIFParams:
         tau_syn = None if self.log_tau_syn is None else self.log_tau_syn.exp()
-        return LIFParams(self.tau_mem, tau_syn, self.theta, self.reset, self.surrogate, self.detach_reset,
-                         self.smooth)
+        return LIFParams(self.tau_mem, tau_syn, self.theta, self.reset, self.surrogate, self.detach_reset, self.smooth)
 
     def forward(self, x_seq: Tensor, state: LIFState | None = None) -> tuple[Tensor, LIFState]:
         return lif_sequence(x_seq, self.params(), self.dt, state, backend=self.backend)
@@ -186,8 +188,9 @@ class DelayedLinear(nn.Module):
         if self.kind == "none":
             return linear(x_seq, w, self.bias, backend=self.backend), None
         if self.kind == "axonal":
-            xd, state = axonal_delay(x_seq, self.delays, self.dt, self.taps, self.mode, self.sigma, state,
-                                     backend=self.backend)
+            xd, state = axonal_delay(
+                x_seq, self.delays, self.dt, self.taps, self.mode, self.sigma, state, backend=self.backend
+            )
             return linear(xd, w, self.bias, backend=self.backend), state
         return synaptic_delay_linear(
             x_seq, w, self.delays, self.dt, self.taps, self.mode, self.sigma, self.bias, state, backend=self.backend
@@ -206,9 +209,15 @@ class Recurrent(nn.Module):
     :attr:`effective_weight`; :meth:`project_` zeroes the masked weights after each optimiser step.
     """
 
-    def __init__(self, n: int, density: float = 1.0, weight_scale: float = 1.0,
-                 generator: torch.Generator | None = None, weight_bits: int | None = None,
-                 per_channel: bool = True) -> None:
+    def __init__(
+        self,
+        n: int,
+        density: float = 1.0,
+        weight_scale: float = 1.0,
+        generator: torch.Generator | None = None,
+        weight_bits: int | None = None,
+        per_channel: bool = True,
+    ) -> None:
         super().__init__()
         self.n, self.density = n, density
         self.weight_bits, self.per_channel = weight_bits, per_channel

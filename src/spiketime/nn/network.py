@@ -36,18 +36,44 @@ class SpikingNetwork(nn.Module):
     (readout included) is used in its fake-quantised form (quantisation-aware training; docs/deployment.md).
     """
 
-    def __init__(self, n_in: int, n_out: int, hidden: Sequence[int] = (128,), dt: float = 1.0, *,
-                 delays: str = "axonal", delay_mode: str = "interp", delay_max: float = 30.0, delay_sigma: float = 1.0,
-                 delay_init: Sequence[float] = (0.0, 1.0), tau_mem: float = 10.0, learn_tau: bool = True,
-                 tau_syn: float | None = 5.0, tau_out: float = 10.0, reset: str = "subtract", theta: float = 1.0,
-                 surrogate: str | Surrogate = "fast_sigmoid", surrogate_scale: float | None = None,
-                 spike: str = "hard", spike_steepness: float = 5.0, weight_bits: int | None = None,
-                 weight_quant: str = "per_channel", weight_scale: float = 1.0, readout: str = "li",
-                 backend: str = "auto", recurrent: bool = False, density: float = 1.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        hidden: Sequence[int] = (128,),
+        dt: float = 1.0,
+        *,
+        delays: str = "axonal",
+        delay_mode: str = "interp",
+        delay_max: float = 30.0,
+        delay_sigma: float = 1.0,
+        delay_init: Sequence[float] = (0.0, 1.0),
+        tau_mem: float = 10.0,
+        learn_tau: bool = True,
+        tau_syn: float | None = 5.0,
+        tau_out: float = 10.0,
+        reset: str = "subtract",
+        theta: float = 1.0,
+        surrogate: str | Surrogate = "fast_sigmoid",
+        surrogate_scale: float | None = None,
+        spike: str = "hard",
+        spike_steepness: float = 5.0,
+        weight_bits: int | None = None,
+        weight_quant: str = "per_channel",
+        weight_scale: float = 1.0,
+        readout: str = "li",
+        backend: str = "auto",
+        recurrent: bool = False,
+        density: float = 1.0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
-        for name, value, allowed in (("delays", delays, ("none", "axonal", "synaptic")), ("readout", readout, ("li", "lif")),
-                                     ("spike", spike, ("hard", "surrogate_forward")),
-                                     ("weight_quant", weight_quant, ("per_tensor", "per_channel"))):
+        for name, value, allowed in (
+            ("delays", delays, ("none", "axonal", "synaptic")),
+            ("readout", readout, ("li", "lif")),
+            ("spike", spike, ("hard", "surrogate_forward")),
+            ("weight_quant", weight_quant, ("per_tensor", "per_channel")),
+        ):
             if value not in allowed:
                 raise InputError(f"SpikingNetwork {name}: expected one of {', '.join(allowed)}, got {value!r}")
         if not hidden or any(int(h) < 1 for h in hidden):
@@ -70,22 +96,46 @@ class SpikingNetwork(nn.Module):
         gain = theta / -math.expm1(-dt / tau_mem)
         for a, b in zip(sizes[:-1], sizes[1:]):
             self.projections.append(
-                DelayedLinear(a, b, dt, delays, delay_max, delay_mode, delay_sigma,
-                              tuple(delay_init), weight_scale * gain, generator=g, density=density, backend=backend,
-                              **quant)
+                DelayedLinear(
+                    a,
+                    b,
+                    dt,
+                    delays,
+                    delay_max,
+                    delay_mode,
+                    delay_sigma,
+                    tuple(delay_init),
+                    weight_scale * gain,
+                    generator=g,
+                    density=density,
+                    backend=backend,
+                    **quant,
+                )
             )
             if self.recurrent:
                 self.recurrents.append(Recurrent(b, density, 0.5 * weight_scale * gain, generator=g, **quant))
-            self.neurons.append(LIF(b, dt, tau_mem, learn_tau, tau_syn, theta, reset, surrogate,
-                                    backend=backend, smooth=smooth))
+            self.neurons.append(
+                LIF(b, dt, tau_mem, learn_tau, tau_syn, theta, reset, surrogate, backend=backend, smooth=smooth)
+            )
         out_gain = theta / -math.expm1(-dt / tau_out)
-        self.projections.append(DelayedLinear(sizes[-1], n_out, dt, "none", weight_scale=weight_scale * out_gain,
-                                              generator=g, backend=backend, **quant))
+        self.projections.append(
+            DelayedLinear(
+                sizes[-1],
+                n_out,
+                dt,
+                "none",
+                weight_scale=weight_scale * out_gain,
+                generator=g,
+                backend=backend,
+                **quant,
+            )
+        )
         if readout == "li":
             self.neurons.append(LI(n_out, dt, tau_out, backend=backend))
         else:
-            self.neurons.append(LIF(n_out, dt, tau_out, learn_tau, None, theta, reset, surrogate,
-                                    backend=backend, smooth=smooth))
+            self.neurons.append(
+                LIF(n_out, dt, tau_out, learn_tau, None, theta, reset, surrogate, backend=backend, smooth=smooth)
+            )
 
     def run(self, x_seq: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple, list[Tensor]]:
         """Forward pass that also returns every layer's output sequence (hidden spikes, readout)."""
@@ -110,8 +160,9 @@ class SpikingNetwork(nn.Module):
             outputs.append(h)
         return h, tuple(new_state), outputs
 
-    def forward(self, x_seq: Tensor, state: tuple | None = None, return_spikes: bool = False
-                ) -> tuple[Tensor, tuple] | tuple[Tensor, tuple, list[Tensor]]:
+    def forward(
+        self, x_seq: Tensor, state: tuple | None = None, return_spikes: bool = False
+    ) -> tuple[Tensor, tuple] | tuple[Tensor, tuple, list[Tensor]]:
         """``x_seq`` [T, B, n_in] -> (readout [T, B, n_out], final state), the network contract; with
         ``return_spikes`` also the hidden spike trains (a list, one ``[T, B, n]`` per hidden layer)."""
         y, state, outputs = self.run(x_seq, state)
@@ -138,5 +189,8 @@ class SpikingNetwork(nn.Module):
 
     def learned_delays(self) -> dict[str, Tensor]:
         """Learned delays in ms per projection (empty without delays)."""
-        return {f"layer {i + 1}": p.delays.detach().flatten().cpu()
-                for i, p in enumerate(self.projections) if p.delays is not None}
+        return {
+            f"layer {i + 1}": p.delays.detach().flatten().cpu()
+            for i, p in enumerate(self.projections)
+            if p.delays is not None
+        }

@@ -19,7 +19,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from spiketime.app.bench import BenchArgs, parse_peers, parse_T, run_bench
     from spiketime.app.bench_report import device_info, format_table
     from spiketime.files import write_json
-
     from spiketime.learning.distributed import check_device
 
     T_list, peers = parse_T(args.T), parse_peers(args.peers)
@@ -35,16 +34,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.json) if args.json else None
     if out is not None:
         check_out_file(out, "--json")
-    rows = run_bench(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
-                     args.warmup, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
-                     connectivity=args.connectivity)
+    rows = run_bench(
+        T_list,
+        batch,
+        device,
+        args.delays,
+        args.learner,
+        args.precision,
+        peers,
+        args.repeats,
+        args.warmup,
+        seed=args.seed,
+        progress=not args.quiet and sys.stderr.isatty(),
+        connectivity=args.connectivity,
+    )
     print(format_table(rows))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        bench = BenchArgs(T_list, batch, device, args.delays, args.learner, args.precision, peers, args.repeats,
-                          args.warmup, seed=args.seed, connectivity=args.connectivity)
-        write_json(out, {"bench": dataclasses.asdict(bench), "device_info": device_info(device), "rows": rows,
-                         "command": "spiketime " + " ".join(sys.argv[1:]),
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        bench = BenchArgs(
+            T_list,
+            batch,
+            device,
+            args.delays,
+            args.learner,
+            args.precision,
+            peers,
+            args.repeats,
+            args.warmup,
+            seed=args.seed,
+            connectivity=args.connectivity,
+        )
+        write_json(
+            out,
+            {
+                "bench": dataclasses.asdict(bench),
+                "device_info": device_info(device),
+                "rows": rows,
+                "command": "spiketime " + " ".join(sys.argv[1:]),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
         print(f"-> {out}")
     return 0

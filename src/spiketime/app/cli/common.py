@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import re
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from spiketime.app.rundir import check_out_dir
 
 def _out(arg: str | None, name: str) -> Path:
     return Path(arg) if arg else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+
 
 def _claim_out(args: argparse.Namespace, out: Path) -> Path:
     """Check the output folder ``out`` of a command before its work: writable, and not holding earlier
@@ -27,14 +28,17 @@ def _claim_out(args: argparse.Namespace, out: Path) -> Path:
     args.out_dir, args.out_existed = out, out.exists()
     return out
 
+
 def _checkpoint_label(path: str) -> str:
     p = Path(path)
     return p.name if p.is_dir() else p.parent.name if p.parent.name else p.stem
+
 
 def _checkpoint_labels(paths: list[str]) -> list[str]:
     """One label per checkpoint (its run directory's name), or the paths themselves when two names clash."""
     labels = [_checkpoint_label(c) for c in paths]
     return labels if len(set(labels)) == len(labels) else list(paths)
+
 
 def _data_overrides(items: list[str], frames: bool = False) -> list[tuple[str, Any]]:
     """``eval --set`` items: only ``data.*`` keys (the model and its training are the checkpoint's), and not
@@ -49,6 +53,7 @@ def _data_overrides(items: list[str], frames: bool = False) -> list[tuple[str, A
             raise ConfigError(f"--set {key}: eval --frames takes data.* overrides other than data.dt (set by --frames)")
     return overrides
 
+
 def _checkpoint_config(path: str, ckpt: dict[str, Any], overrides: list[tuple[str, Any]], hard: bool = False) -> Any:
     """A loaded checkpoint's config with ``overrides`` applied (not validated yet); ``hard`` swaps a LIF model's
     spikes for the hard threshold (``model.spike: hard``; a gamma model's spikes are hard already)."""
@@ -61,6 +66,7 @@ def _checkpoint_config(path: str, ckpt: dict[str, Any], overrides: list[tuple[st
         config.apply(cfg, "model.spike", "hard")
     return cfg
 
+
 def _cached_test_split(cfg: Any, cache: dict[str, Any], progress: bool = True) -> Any:
     """The test split of ``cfg.data``, made once per distinct data config in ``cache`` (``progress``: the bar of
     a built-in set generated on first use)."""
@@ -70,6 +76,7 @@ def _cached_test_split(cfg: Any, cache: dict[str, Any], progress: bool = True) -
     if key not in cache:
         cache[key] = make_split(cfg.data, "test", progress)
     return cache[key]
+
 
 class _Failure(Exception):
     """A command that ran but could not finish (e.g. training diverged): one line, exit 1, no traceback."""
@@ -81,5 +88,5 @@ def renamed(error: Exception, names: dict[str, str]) -> ConfigError:
     text = str(error)
     for arg, option in names.items():
         if re.match(rf"{re.escape(arg)}\b", text):
-            return ConfigError(option + text[len(arg):])
+            return ConfigError(option + text[len(arg) :])
     return error if isinstance(error, ConfigError) else ConfigError(text)

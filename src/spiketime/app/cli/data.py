@@ -43,10 +43,14 @@ def cmd_data(args: argparse.Namespace) -> int:
         check_out_file(args.out)  # before the encoding work
         skipped = unlisted_wavs(Path(args.wav_dir), read_labels_csv(Path(args.labels), Path(args.wav_dir)))
         if skipped:
-            print(f"spiketime: {len(skipped)} WAV file(s) in {args.wav_dir} are not in {args.labels} and are "
-                  f"skipped (first: {skipped[0]})", file=sys.stderr)
-        made = audio_to_spikes(Path(args.wav_dir), Path(args.labels), Path(args.out), jobs=args.jobs,
-                               progress=not args.quiet)
+            print(
+                f"spiketime: {len(skipped)} WAV file(s) in {args.wav_dir} are not in {args.labels} and are "
+                f"skipped (first: {skipped[0]})",
+                file=sys.stderr,
+            )
+        made = audio_to_spikes(
+            Path(args.wav_dir), Path(args.labels), Path(args.out), jobs=args.jobs, progress=not args.quiet
+        )
         print(f"-> {made}")
     else:
         from spiketime.data.registry import ensure_dataset

@@ -6,22 +6,23 @@ import argparse
 import os
 from pathlib import Path
 
+from spiketime.app.cli.common import _claim_out, _Failure, _out
 from spiketime.app.config import ConfigError
 from spiketime.app.rundir import check_out_dir
-from spiketime.app.cli.common import _out, _claim_out, _Failure
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from spiketime.app import config
-    from spiketime.errors import TrainingDiverged
     from spiketime.app.checkpoints import CHECKPOINT
     from spiketime.app.fit import fit
+    from spiketime.errors import TrainingDiverged
 
     if args.resume:
         out = Path(args.resume)
         if args.config or args.overrides or args.out or args.overwrite:
-            raise ConfigError("--resume continues a run with its own config.yaml: drop --config, --set, --out "
-                              "and --overwrite")
+            raise ConfigError(
+                "--resume continues a run with its own config.yaml: drop --config, --set, --out and --overwrite"
+            )
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--resume {out}: is a file, expected a run directory")
         if not out.is_dir():
@@ -44,9 +45,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise _Failure(f"{e}; stopped without writing this epoch: {_last_good(out)}") from None
     if os.environ.get("RANK", "0") not in ("", "0"):  # under torchrun only rank 0 reports
         return 0
-    print(f"test_accuracy={metrics['test_accuracy']:.4f} val_accuracy={metrics['val_accuracy']:.4f} "
-          f"epochs={metrics['epochs']} train_seconds={metrics['train_seconds']:.1f} -> {out}")
+    print(
+        f"test_accuracy={metrics['test_accuracy']:.4f} val_accuracy={metrics['val_accuracy']:.4f} "
+        f"epochs={metrics['epochs']} train_seconds={metrics['train_seconds']:.1f} -> {out}"
+    )
     return 0
+
 
 def _last_good(out: Path) -> str:
     """Where a stopped run's last good state is, in words."""
@@ -59,6 +63,7 @@ def _last_good(out: Path) -> str:
 
     epoch = torch.load(ckpt, map_location="cpu", weights_only=True).get("state", {}).get("epoch", "?")
     return f"the last good epoch ({epoch}) is in {ckpt} (spiketime train --resume {out} continues from it)"
+
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from spiketime.app import config
