@@ -3,11 +3,11 @@
 The task is timing-only CCISI (``st.timing_task``): each pair of input channels fires one spike each, and only
 the lag between the two carries the class, so spike counts are at chance and the network has to use its
 delays (or long memory) to read it. The loop is ordinary PyTorch: Adam with one learning rate per parameter
-group (weights, time constants, delays), ``st.bptt_step`` on each batch, ``st.evaluate`` on a held-out split.
+group (weights, time constants, delays), ``st.bptt_step`` on each batch, ``st.evaluate_model`` on a held-out split.
 
 Run::
 
-    python examples/train_delays_bptt.py            # 16 channels, 5 classes, about a minute on 2 cores
+    python examples/train_delays_bptt.py            # 16 channels, 5 classes, about 10 s on 2 cores
     python examples/train_delays_bptt.py --tiny     # 8 channels, 3 classes, a few seconds
     python examples/train_delays_bptt.py --delays none   # the same network without delays, for comparison
 """
@@ -41,8 +41,7 @@ def main() -> None:
     x_test, y_test = st.timing_task("ccisi", "timing", n_samples=n_test, seed=args.seed + 2, **task)
     n_in, n_out = task["channels"], task["num_classes"]
 
-    net = st.SpikingNetwork(n_in, n_out, hidden=hidden, dt=1.0, delays=args.delays, delay_max=delay_max,
-                            seed=args.seed)
+    net = st.SpikingNetwork(n_in, n_out, hidden=hidden, dt=1.0, delays=args.delays, delay_max=delay_max, seed=args.seed)
     # delays are in ms and need a much larger step than the weights
     lrs = {"weights": 2e-2, "time_constants": 1e-2, "delays": 0.5}
     optimizer = torch.optim.Adam([{"params": ps, "lr": lrs[name]} for name, ps in net.param_groups().items() if ps])
@@ -59,12 +58,14 @@ def main() -> None:
         scheduler.step()
         print(f"epoch {epoch + 1:2d}  train loss {total / n:.3f}")
 
-    test = st.evaluate(net, st.Split(x_test, y_test), loss="max")
+    test = st.evaluate_model(net, st.Split(x_test, y_test), loss="max")
     print(f"test accuracy {test['accuracy']:.3f}  (chance {1 / n_out:.3f})")
     print(f"test loss {test['loss']:.3f}  hidden spikes per sample {test['spikes_per_sample']:.1f}")
     for layer, d in net.learned_delays().items():  # ms, one per input channel (axonal)
-        print(f"delays {layer}: mean {d.mean():.2f} ms  std {d.std():.2f} ms  max {d.max():.2f} ms "
-              f"(of {delay_max:g})  moved > 1 ms: {(d > 1.0).float().mean():.2f}")
+        print(
+            f"delays {layer}: mean {d.mean():.2f} ms  std {d.std():.2f} ms  max {d.max():.2f} ms "
+            f"(of {delay_max:g})  moved > 1 ms: {(d > 1.0).float().mean():.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 from spiketime._lazy import lazy_names
 
 __version__ = "0.1.0"
+"""The version of spiketime (recorded in every run's metrics.json)."""
 
 SUBPACKAGES = (
     "functional",

@@ -28,7 +28,8 @@ __all__ = [
     "torch_save_atomic",
 ]
 
-TMP_GLOB = ".*.tmp"  # atomic_path's temporary files
+TMP_GLOB = ".*.tmp"
+"""The pattern of :func:`atomic_path`'s temporary files (``.NAME.*.tmp`` beside their target)."""
 
 
 def _umask() -> int:
@@ -64,6 +65,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_write_bytes`)."""
     atomic_write_bytes(path, text.encode())
 
 
@@ -84,6 +86,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def write_yaml(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as YAML (``yaml.safe_dump``, keys in order) to ``path`` atomically."""
     atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False))
 
 

@@ -214,8 +214,10 @@ _add(
 
 
 Surrogate = FastSigmoid | Gaussian | Arctan | Triangle | Sigmoid
+"""Any surrogate of :data:`TABLE` (the type a neuron's ``surrogate`` takes)."""
 
 SURROGATES: dict[str, type] = {name: entry.cls for name, entry in TABLE.items()}
+"""Surrogate classes by name (``fast_sigmoid``, ``gaussian``, ``arctan``, ``triangle``, ``sigmoid``)."""
 
 
 def entry_of(surrogate: Any) -> SurrogateCode:

@@ -21,6 +21,8 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Split:
+    """One labelled split in memory: samples ``x [N, T, C]``, labels ``y [N]`` and, for event sets, the mask ``[N, T]`` of each sample's own length."""
+
     x: Tensor  # [N, T, C] spike counts (float for synthetic tasks, uint8 for event sets)
     y: Tensor  # [N] class indices
     mask: Tensor | None = None  # [N, T] bool: True within the sample's own length (event sets)
@@ -31,6 +33,8 @@ class Split:
 
 @dataclass
 class Splits:
+    """The train, validation and test :class:`Split` of one dataset, with its number of classes."""
+
     train: Split
     val: Split
     test: Split

@@ -4,12 +4,14 @@ its parser from them). The perturbations themselves are in :mod:`spiketime.evalu
 from __future__ import annotations
 
 PERTURBATIONS = ("jitter", "neuron_jitter", "delete", "reverse")
+"""The test-time perturbations: spike-time jitter (per spike or per neuron), deletion, time reversal."""
 LEVEL_UNITS = {
     "jitter": "sigma (ms)",
     "neuron_jitter": "sigma (ms)",
     "delete": "deletion probability",
     "reverse": "reversed (0/1)",
 }
+"""What a perturbation's level means, per perturbation."""
 
 
 def check_level(kind: str, level: float) -> None:
@@ -32,3 +34,4 @@ DEFAULT_LEVELS = {
     "delete": [0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9],
     "reverse": [0, 1],
 }
+"""The levels a perturbation curve runs by default, per perturbation."""

@@ -26,12 +26,16 @@ from spiketime.surrogate import FastSigmoid, Surrogate, spike
 
 
 class LIFState(NamedTuple):
+    """The state of a LIF layer: membrane ``v``, synaptic current ``i`` and last spikes ``s``, each ``[B, N]``."""
+
     v: Tensor  # membrane potential [B, N]
     i: Tensor  # synaptic current [B, N] (equals the last input without a synapse)
     s: Tensor  # last spikes [B, N]
 
 
 class LIFParams(NamedTuple):
+    """A LIF layer's parameters: time constants (ms), threshold, reset (``subtract | zero``), surrogate, whether the reset is detached from the gradient, smooth (surrogate-forward) spikes."""
+
     tau_mem: Tensor  # [N] or scalar, ms, > 0
     tau_syn: Tensor | None = None  # [N] or scalar, ms; None: no synaptic current
     theta: float = 1.0

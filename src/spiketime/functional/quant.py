@@ -18,7 +18,9 @@ import torch
 from torch import Tensor
 
 QUANT_MODES = ("per_tensor", "per_channel")
+"""The weight scales: one per tensor, or one per output channel (row of ``W [n_out, n_in]``)."""
 HARDWARE_BITS = {"int8": 8, "int4": 4}
+"""Weight bits of the named hardware targets (``spiketime eval --hardware int8|int4``)."""
 
 
 def qmax(bits: int) -> int:

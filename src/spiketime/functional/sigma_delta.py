@@ -34,11 +34,15 @@ from spiketime.functional.lif import decay
 
 
 class SigmaDeltaState(NamedTuple):
+    """The state of a sigma-delta layer: the estimate ``yhat`` of its input from its own spikes and the current threshold, each ``[B, M]``."""
+
     yhat: Tensor  # [B, M] estimate of y from the neuron's own spikes (straight-through: carries the graph to y)
     theta: Tensor  # [B, M] current threshold (= height of the next spike), no graph
 
 
 class SigmaDeltaParams(NamedTuple):
+    """A sigma-delta layer's parameters: resting threshold ``theta0``, time constants ``tau_ref`` and ``tau_th`` (ms), threshold gain ``m_f``."""
+
     theta0: float | Tensor = 0.1  # resting threshold (scalar or [M])
     tau_ref: float | Tensor = 20.0  # ms, decay of the estimate yhat
     tau_th: float | Tensor = 20.0  # ms, relaxation of the threshold to theta0 (= tau_ref: steady theta0 + m_f y)

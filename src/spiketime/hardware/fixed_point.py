@@ -84,6 +84,7 @@ class HardwareLayer:
 
     @property
     def spiking(self) -> bool:
+        """Whether the layer fires (a hidden layer with a threshold), not a readout that only integrates."""
         return self.theta is not None
 
 
